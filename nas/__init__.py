@@ -1,0 +1,1 @@
+"""The hwnas product surface: Python API, the `nas` CLI, configs, data, training, search, export, report."""
