@@ -1,0 +1,93 @@
+"""Once-for-all's elastic MobileNetV3 space: per-stage depth, per-block kernel and expand ratio, input resolution."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from search_spaces.decisions import Categorical
+from search_spaces.errors import UserInputError
+from search_spaces.space import Space
+
+NUM_STAGES = 4 + 1
+MAX_DEPTH = 4
+DEPTH_CHOICES = (2, 3, 4)
+KERNEL_CHOICES = (3, 5, 7)
+EXPAND_CHOICES = (3, 4, 6)
+RESOLUTION = 0
+DEPTH = slice(1, 1 + NUM_STAGES)
+KERNEL = slice(DEPTH.stop, DEPTH.stop + NUM_STAGES * MAX_DEPTH)
+EXPAND = slice(KERNEL.stop, KERNEL.stop + NUM_STAGES * MAX_DEPTH)
+DEFAULT_RESOLUTIONS = (128, 160, 192, 224)
+
+FIRST_CHANNELS = 16
+FINAL_EXPAND = 960
+FEATURE_DIM = 1280
+STAGES = (
+    {"out_channels": 24, "stride": 2, "act": "relu", "se": False},
+    {"out_channels": 40, "stride": 2, "act": "relu", "se": True},
+    {"out_channels": 80, "stride": 2, "act": "hswish", "se": False},
+    {"out_channels": 112, "stride": 1, "act": "hswish", "se": True},
+    {"out_channels": 160, "stride": 2, "act": "hswish", "se": True},
+)
+
+_STRING = re.compile(r"^R(\d+)-D([234]{5})-K([357]{20})-E([346]{20})$")
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: nearest multiple of `divisor`, never below 90% of `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class OFAMobileNetV3Space(Space):
+    """46 decisions: resolution, 5 stage depths, 20 block kernels, 20 block expand ratios (see module constants)."""
+
+    def __init__(self, resolutions=DEFAULT_RESOLUTIONS):
+        resolutions = tuple(int(r) for r in resolutions)
+        if not resolutions or any(r < 8 for r in resolutions) or len(set(resolutions)) != len(resolutions):
+            raise UserInputError(f"ofa_mbv3: resolutions must be distinct integers >= 8, got {list(resolutions)}")
+        resolutions = tuple(sorted(resolutions))
+        decisions = [Categorical("resolution", resolutions)]
+        decisions += [Categorical(f"depth_{s}", DEPTH_CHOICES) for s in range(NUM_STAGES)]
+        decisions += [Categorical(f"kernel_{s}_{b}", KERNEL_CHOICES)
+                      for s in range(NUM_STAGES) for b in range(MAX_DEPTH)]
+        decisions += [Categorical(f"expand_{s}_{b}", EXPAND_CHOICES)
+                      for s in range(NUM_STAGES) for b in range(MAX_DEPTH)]
+        super().__init__("ofa_mbv3", decisions, {"resolutions": resolutions})
+        self.resolutions = resolutions
+
+    def block_active(self, archs) -> np.ndarray:
+        """(N, 5, 4) bool: block b of stage s runs iff b < depth_s."""
+        archs = self._as_batch(archs)
+        depth = np.asarray(DEPTH_CHOICES)[archs[:, DEPTH].astype(np.int64)]
+        return np.arange(MAX_DEPTH) < depth[:, :, None]
+
+    def active(self, archs) -> np.ndarray:
+        archs = self._as_batch(archs)
+        blocks = self.block_active(archs).reshape(archs.shape[0], -1)
+        head = np.ones((archs.shape[0], KERNEL.start), dtype=bool)
+        return np.concatenate([head, blocks, blocks], axis=1)
+
+    def cardinality(self) -> int:
+        per_block = len(KERNEL_CHOICES) * len(EXPAND_CHOICES)
+        per_stage = sum(per_block ** d for d in DEPTH_CHOICES)
+        return per_stage ** NUM_STAGES * len(self.resolutions)
+
+    def to_string(self, arch) -> str:
+        v = self.values(self.validate(arch))[0]
+        digits = lambda s: "".join(str(x) for x in v[s])
+        return f"R{v[RESOLUTION]}-D{digits(DEPTH)}-K{digits(KERNEL)}-E{digits(EXPAND)}"
+
+    def from_string(self, text: str) -> np.ndarray:
+        m = _STRING.match(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            raise UserInputError(f"ofa_mbv3: architecture string {text!r} is malformed; expected "
+                                 "R<resolution>-D<5 digits of 2,3,4>-K<20 digits of 3,5,7>-E<20 digits of 3,4,6>, "
+                                 "e.g. " + self.to_string(self.smallest()))
+        res, depth, kernel, expand = m.groups()
+        values = [int(res)] + [int(c) for c in depth + kernel + expand]
+        return self.from_dict(dict(zip(self.names, values)))
