@@ -1,0 +1,1 @@
+"""Weight-sharing supernets (Flax NNX) and their fast layers."""

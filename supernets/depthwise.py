@@ -1,0 +1,141 @@
+"""Fast depthwise 2-D convolution (NHWC, PyTorch-style padding k//2) with its own VJP, and the lax reference."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def _check(x, kernel, stride):
+    if x.ndim != 4:
+        raise ValueError(f"depthwise_conv: x must be (N, H, W, C), got shape {x.shape}")
+    if kernel.ndim != 3 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+        raise ValueError(f"depthwise_conv: kernel must be (k, k, C) with k odd, got shape {kernel.shape}")
+    if kernel.shape[2] != x.shape[3]:
+        raise ValueError(f"depthwise_conv: kernel has {kernel.shape[2]} channels, x has {x.shape[3]}")
+    if stride not in (1, 2):
+        raise ValueError(f"depthwise_conv: stride must be the Python int 1 or 2, got {stride!r}")
+
+
+def _out_size(size, stride):
+    return -(-size // stride)
+
+
+def depthwise_conv_reference(x, kernel, stride: int):
+    """The same layer as one lax grouped convolution (what an extracted or exported network uses)."""
+    _check(x, kernel, stride)
+    p = kernel.shape[0] // 2
+    return lax.conv_general_dilated(
+        x,
+        kernel[:, :, None, :],
+        window_strides=(stride, stride),
+        padding=((p, p), (p, p)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[3],
+    )
+
+
+def _pad_hw(x, top, bottom, left, right):
+    return jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def _phases(xp):
+    """The four polyphase components of xp, [a][b] = xp[:, a::2, b::2], after padding H and W to even sizes."""
+    xp = _pad_hw(xp, 0, xp.shape[1] % 2, 0, xp.shape[2] % 2)
+    return [[xp[:, a::2, b::2, :] for b in (0, 1)] for a in (0, 1)]
+
+
+def _correlate_valid(src, kernel, out_h, out_w):
+    """y[n, o, q, c] = sum_ij src[n, o + i, q + j, c] * kernel[i, j, c], cropped to (out_h, out_w)."""
+    kh, kw, _ = kernel.shape
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            term = src[:, i : i + out_h, j : j + out_w, :] * kernel[i, j]
+            acc = term if acc is None else acc + term
+    return acc
+
+
+def _forward(x, kernel, stride):
+    k = kernel.shape[0]
+    p = k // 2
+    n, h, w, c = x.shape
+    xp = _pad_hw(x, p, p, p, p)
+    if stride == 1:
+        return _correlate_valid(xp, kernel, h, w)
+    ho, wo = _out_size(h, 2), _out_size(w, 2)
+    ph = _phases(xp)
+    acc = None
+    for a in (0, 1):
+        for b in (0, 1):
+            term = _correlate_valid(ph[a][b], kernel[a::2, b::2], ho, wo)
+            acc = term if acc is None else acc + term
+    return acc
+
+
+def _input_grad(dy, kernel, stride, h, w):
+    k = kernel.shape[0]
+    p = k // 2
+    flipped = kernel[::-1, ::-1]
+    if stride == 1:
+        return _correlate_valid(_pad_hw(dy, p, p, p, p), flipped, h, w)
+    ho, wo = dy.shape[1], dy.shape[2]
+    mh, mw = _out_size(h + 2 * p, 2), _out_size(w + 2 * p, 2)
+    rows = []
+    for a in (0, 1):
+        cols = []
+        for b in (0, 1):
+            sub = kernel[a::2, b::2][::-1, ::-1]
+            ta, tb = sub.shape[0], sub.shape[1]
+            dyp = _pad_hw(dy, ta - 1, mh - ho, tb - 1, mw - wo)
+            cols.append(_correlate_valid(dyp, sub, mh, mw))
+        rows.append(jnp.stack(cols, axis=3))
+    dxp = jnp.stack(rows, axis=2).reshape(dy.shape[0], 2 * mh, 2 * mw, dy.shape[3])
+    return dxp[:, p : p + h, p : p + w, :]
+
+
+def _kernel_grad(x, dy, k, stride):
+    p = k // 2
+    ho, wo = dy.shape[1], dy.shape[2]
+    xp = _pad_hw(x, p, p, p, p)
+    if stride == 2:
+        ph = _phases(xp)
+    taps = []
+    for i in range(k):
+        for j in range(k):
+            if stride == 1:
+                src = xp[:, i : i + ho, j : j + wo, :]
+            else:
+                src = ph[i % 2][j % 2][:, i // 2 : i // 2 + ho, j // 2 : j // 2 + wo, :]
+            taps.append(jnp.sum(src * dy, axis=(0, 1, 2)))
+    return jnp.stack(taps).reshape(k, k, dy.shape[3])
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_conv(x, kernel, stride):
+    return _forward(x, kernel, stride)
+
+
+def _depthwise_conv_fwd(x, kernel, stride):
+    return _forward(x, kernel, stride), (x, kernel)
+
+
+def _depthwise_conv_bwd(stride, residuals, dy):
+    x, kernel = residuals
+    dx = _input_grad(dy, kernel, stride, x.shape[1], x.shape[2])
+    dk = _kernel_grad(x, dy, kernel.shape[0], stride)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_depthwise_conv.defvjp(_depthwise_conv_fwd, _depthwise_conv_bwd)
+
+
+def depthwise_conv(x, kernel, stride: int):
+    """Depthwise conv of x (N, H, W, C) with kernel (k, k, C), k odd, padding k//2, stride 1 or 2 (static).
+
+    Output (N, ceil(H / stride), ceil(W / stride), C), equal to `depthwise_conv_reference`; jit-able and
+    differentiable in x and kernel through a custom VJP built from shifted products.
+    """
+    _check(x, kernel, stride)
+    return _depthwise_conv(x, kernel, stride)
