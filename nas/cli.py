@@ -1,0 +1,42 @@
+"""The `nas` command line: one subcommand per module in `nas.commands`, bad input reported in one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from search_spaces.errors import UserInputError
+
+COMMAND_MODULES = [
+    "nas.commands.spaces",
+    "nas.commands.sample",
+    "nas.commands.validate",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="hwnas: hardware-aware neural architecture search on JAX. "
+        "Train a supernet once, search per device and budget, export verified subnets.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserInputError as e:
+        print(f"nas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `nas` subcommands, one module each with `register(subparsers)` and `run(args)`."""
