@@ -8,11 +8,10 @@ import numpy as np
 
 from search_spaces.errors import UserInputError
 
-from nas.data.dataset import Split
+from nas.data.dataset import BACKGROUND_DEPTH, Split
 from nas.data.transforms import random_crop_flip
 
 _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
-BACKGROUND_DEPTH = 1.0
 
 
 class Batch(NamedTuple):
@@ -81,17 +80,18 @@ class Batches:
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch `index` of `epoch` (does not move `position`)."""
         picked = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        data = self.split.take(np.sort(picked) if not self.shuffle else picked)
-        arrays = [a for a in (data.images, data.masks, data.depth) if a is not None]
+        data = self.split.take(picked)
+        images, masks, depth = data.images, data.masks, data.depth
         if self.augment:
-            fills = [0.0, 0, BACKGROUND_DEPTH][:len(arrays)]
             rng = np.random.default_rng([self.seed, epoch, _AUGMENT_STREAM, index])
-            arrays = random_crop_flip(rng, arrays, pad=self.pad, flip=self.flip, fills=fills)
-        images = arrays[0]
+            if masks is None:
+                (images,) = random_crop_flip(rng, [images], pad=self.pad, flip=self.flip)
+            else:
+                images, masks, depth = random_crop_flip(rng, [images, masks, depth], pad=self.pad, flip=self.flip,
+                                                        fills=[0.0, 0, BACKGROUND_DEPTH])
         if self.mean is not None:
             images = (images - self.mean) / self.std
-        dense = arrays[1:] if data.masks is not None else [None, None]
-        return Batch(images.astype(np.float32, copy=False), data.labels, *dense)
+        return Batch(images.astype(np.float32, copy=False), data.labels, masks, depth)
 
     def __iter__(self) -> "Batches":
         return self

@@ -13,12 +13,14 @@ from nas.data.transforms import channel_stats, resize
 
 TASKS = ("classification", "segmentation", "depth")
 SPLITS = ("train", "val", "test")
+BACKGROUND_DEPTH = 1.0
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: float32 NHWC `images` in [0, 1], int32 `labels` (N,); optional per-pixel int32 `masks` (N, H, W),
-    0 = background, and float32 `depth` (N, H, W), larger is farther."""
+    """One split: float32 NHWC `images` in [0, 1], int32 `labels` (N,); for dense tasks both per-pixel int32
+    `masks` (N, H, W), 0 = background, and float32 `depth` (N, H, W) in (0, 1], larger is farther, background
+    BACKGROUND_DEPTH."""
 
     images: np.ndarray
     labels: np.ndarray
