@@ -90,4 +90,7 @@ class OFAMobileNetV3Space(Space):
                                  "e.g. " + self.to_string(self.smallest()))
         res, depth, kernel, expand = m.groups()
         values = [int(res)] + [int(c) for c in depth + kernel + expand]
-        return self.from_dict(dict(zip(self.names, values)))
+        try:
+            return self.from_dict(dict(zip(self.names, values)))
+        except UserInputError as e:
+            raise UserInputError(f"architecture string {text!r}: {e}") from None

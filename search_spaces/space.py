@@ -235,7 +235,10 @@ class Space:
         missing = [n for n in self.names if n not in mapping]
         if missing:
             raise UserInputError(f"space {self.name!r}: architecture misses decision(s) {missing}")
-        return np.array([d.index_of(mapping[d.name]) for d in self.decisions], dtype=self.dtype)
+        try:
+            return np.array([d.index_of(mapping[d.name]) for d in self.decisions], dtype=self.dtype)
+        except UserInputError as e:
+            raise UserInputError(f"space {self.name!r}: {e}") from None
 
     def to_string(self, arch) -> str:
         """Default string form `name=value,name=value,...`; spaces may define a more compact one."""
