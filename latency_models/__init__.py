@@ -1,0 +1,1 @@
+"""Latency and energy models: devices, layer enumeration, lookup tables, profiler, roofline, energy, predictors."""
