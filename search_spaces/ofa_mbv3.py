@@ -32,6 +32,8 @@ STAGES = (
     {"out_channels": 160, "stride": 2, "act": "hswish", "se": True},
 )
 
+# block b runs iff the stage's depth index is at least this (the first depth choice deeper than b)
+_MIN_DEPTH_INDEX = np.array([min(i for i, d in enumerate(DEPTH_CHOICES) if d > b) for b in range(MAX_DEPTH)])
 _STRING = re.compile(r"^R(\d+)-D([234]{5})-K([357]{20})-E([346]{20})$")
 
 
@@ -63,14 +65,22 @@ class OFAMobileNetV3Space(Space):
     def block_active(self, archs) -> np.ndarray:
         """(N, 5, 4) bool: block b of stage s runs iff b < depth_s."""
         archs = self._as_batch(archs)
-        depth = np.asarray(DEPTH_CHOICES)[archs[:, DEPTH].astype(np.int64)]
-        return np.arange(MAX_DEPTH) < depth[:, :, None]
+        return archs[:, DEPTH, None] >= _MIN_DEPTH_INDEX
 
     def active(self, archs) -> np.ndarray:
         archs = self._as_batch(archs)
         blocks = self.block_active(archs).reshape(archs.shape[0], -1)
         head = np.ones((archs.shape[0], KERNEL.start), dtype=bool)
         return np.concatenate([head, blocks, blocks], axis=1)
+
+    def canonical(self, archs) -> np.ndarray:
+        """Kernel and expand choices of blocks beyond their stage's depth set to index 0."""
+        archs = self._as_batch(archs)
+        out = archs.astype(self.dtype, copy=True)
+        blocks = self.block_active(archs).reshape(archs.shape[0], -1).astype(self.dtype)
+        out[:, KERNEL] *= blocks
+        out[:, EXPAND] *= blocks
+        return out
 
     def cardinality(self) -> int:
         per_block = len(KERNEL_CHOICES) * len(EXPAND_CHOICES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,6 +45,8 @@ class Space:
         self._active_fn = active_fn
         self.sizes = np.array([d.size for d in decisions], dtype=np.int64)
         self.dtype = np.int8 if self.sizes.max() <= 64 else np.int32
+        self._sizes_small = self.sizes.astype(self.dtype)
+        self._sizes_f32 = self.sizes.astype(np.float32)
         self._column = {n: i for i, n in enumerate(names)}
         self._numeric = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                             for d in decisions for v in d.values)
@@ -105,7 +108,8 @@ class Space:
     # -------------------------------------------------------------- sampling
     def sample(self, n: int, rng=None) -> np.ndarray:
         """`n` architectures with every decision drawn uniformly."""
-        return as_rng(rng).integers(0, self.sizes, size=(n, self.num_decisions), dtype=self.dtype)
+        u = as_rng(rng).random((n, self.num_decisions), dtype=np.float32)
+        return np.minimum((u * self._sizes_f32).astype(self.dtype), self._sizes_small - 1)
 
     def smallest(self) -> np.ndarray:
         """The first value of every decision (the smallest network for spaces whose values ascend)."""
@@ -118,11 +122,15 @@ class Space:
     def mutate(self, archs, prob: float, rng=None) -> np.ndarray:
         """Each decision of each architecture is resampled to a different value with probability `prob`."""
         archs = self._as_batch(archs)
-        rng = as_rng(rng)
-        flip = (rng.random(archs.shape) < prob) & (self.sizes > 1)
-        offset = rng.integers(1, np.maximum(self.sizes, 2), size=archs.shape)
-        mutated = (archs.astype(np.int64) + offset * flip) % self.sizes
-        return mutated.astype(self.dtype)
+        if prob <= 0:
+            return archs.astype(self.dtype, copy=True)
+        # one uniform draw per entry: below `prob` it flips, and u / prob (uniform again) picks the new value
+        u = as_rng(rng).random(archs.shape, dtype=np.float32)
+        sizes = self._sizes_small
+        flip = (u < np.float32(prob)) & (sizes > 1)
+        offset = np.minimum((u * np.float32(1 / prob) * (self._sizes_f32 - 1)).astype(self.dtype) + 1, sizes - 1)
+        shifted = archs.astype(self.dtype) + offset * flip.astype(self.dtype)
+        return np.where(shifted >= sizes, shifted - sizes, shifted)
 
     def crossover(self, a, b, rng=None) -> np.ndarray:
         """Uniform crossover: each decision taken from `a` or `b` with equal probability."""
@@ -167,16 +175,32 @@ class Space:
         return archs
 
     def hash(self, archs) -> np.ndarray:
-        """uint64 key of each architecture's canonical form: the exact mixed-radix rank when the space is small
-        enough, an FNV-1a hash of the indices otherwise."""
+        """uint64 key of each architecture's canonical form: its exact mixed-radix rank when the space has fewer
+        than 2^63 raw architectures, else an FNV-1a mix of exact ranks of column groups."""
         c = self.canonical(archs)
-        if math.prod(int(s) for s in self.sizes) < 2 ** 63:
-            return self._rank(c).astype(np.uint64)
+        ranks = [c[:, cols].astype(np.int64) @ weights for cols, weights in self._hash_groups]
+        if len(ranks) == 1:
+            return ranks[0].astype(np.uint64)
         h = np.full(c.shape[0], _FNV_OFFSET, dtype=np.uint64)
-        for j in range(c.shape[1]):
-            h ^= c[:, j].astype(np.uint64)
+        for rank in ranks:
+            h ^= rank.astype(np.uint64)
             h *= _FNV_PRIME
         return h
+
+    @cached_property
+    def _hash_groups(self) -> list[tuple[slice, np.ndarray]]:
+        """Consecutive column groups whose mixed-radix rank fits in 62 bits, with their radix weights."""
+        groups, start = [], 0
+        while start < self.num_decisions:
+            stop, product = start, 1
+            while stop < self.num_decisions and product * int(self.sizes[stop]) < 2 ** 62:
+                product *= int(self.sizes[stop])
+                stop += 1
+            sizes = [int(x) for x in self.sizes[start:stop]]
+            weights = np.array([math.prod(sizes[i + 1:]) for i in range(len(sizes))], dtype=np.int64)
+            groups.append((slice(start, stop), weights))
+            start = stop
+        return groups
 
     def _rank(self, archs: np.ndarray) -> np.ndarray:
         """Mixed-radix rank (first decision most significant) of each architecture, int64."""
