@@ -1,0 +1,105 @@
+"""Ray for expensive evaluators: start or join a cluster, and a pool of restartable actors sharing one payload."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+from search_spaces.errors import UserInputError
+
+SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+SINGLE_THREAD_ENV = {"XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"}
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Starts Ray locally (`num_cpus` default: this machine's cores) or joins the cluster at `address`.
+
+    Returns True when this call started or joined Ray (the caller then owns `ray.shutdown()`), False when Ray was
+    already initialised in this process."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserInputError(f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); give the "
+                                 "address a running `ray start --head` printed, e.g. 127.0.0.1:6379") from None
+        return True
+    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def cluster_cpus() -> int:
+    """CPUs the Ray cluster offers in all (at least 1)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class _PoolWorker:
+    """One actor: builds its object once from the shared payload, then runs its methods on request."""
+
+    def __init__(self, factory: Callable[[Any], Any], payload: Any):
+        self._target = factory(payload)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def call(self, method: str, *args) -> Any:
+        return getattr(self._target, method)(*args)
+
+
+class ActorPool:
+    """`num_actors` Ray actors, each `factory(payload)`; the payload goes into the object store once.
+
+    Actors restart after a crash (`max_restarts`) and a task running on a crashed actor is retried
+    (`max_task_retries`), so killing a worker process loses no work. `env_vars` go into each actor's runtime_env
+    (default: one XLA thread per actor)."""
+
+    def __init__(self, factory: Callable[[Any], Any], payload: Any, *, num_actors: int | None = None,
+                 num_cpus_per_actor: float = 1, env_vars: dict[str, str] | None = None, max_restarts: int = 4,
+                 max_task_retries: int = 4):
+        import ray
+
+        if num_actors is not None and num_actors < 1:
+            raise UserInputError(f"num_actors must be >= 1, got {num_actors}")
+        self.num_actors = num_actors or max(1, int(cluster_cpus() // num_cpus_per_actor))
+        self._payload_ref = ray.put(payload)
+        remote_worker = ray.remote(_PoolWorker).options(
+            num_cpus=num_cpus_per_actor, max_restarts=max_restarts, max_task_retries=max_task_retries,
+            runtime_env={"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)})
+        self.actors = [remote_worker.remote(factory, self._payload_ref) for _ in range(self.num_actors)]
+
+    def pids(self) -> list[int]:
+        """The current process id of every actor (waits until all are up)."""
+        import ray
+
+        return ray.get([actor.pid.remote() for actor in self.actors])
+
+    def map(self, method: str, items: Sequence[Any]) -> list[Any]:
+        """`target.method(item)` for every item, spread over the actors as each becomes free; results in order."""
+        import ray
+
+        results: list[Any] = [None] * len(items)
+        waiting = list(enumerate(items))[::-1]
+        idle = list(self.actors)
+        running: dict[Any, tuple[int, Any]] = {}
+        while waiting or running:
+            while waiting and idle:
+                index, item = waiting.pop()
+                actor = idle.pop()
+                running[actor.call.remote(method, item)] = (index, actor)
+            (done,), _ = ray.wait(list(running), num_returns=1)
+            index, actor = running.pop(done)
+            results[index] = ray.get(done)
+            idle.append(actor)
+        return results
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
