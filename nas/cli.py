@@ -11,6 +11,7 @@ from search_spaces.errors import UserInputError
 COMMAND_MODULES = [
     "nas.commands.spaces",
     "nas.commands.sample",
+    "nas.commands.arch",
     "nas.commands.validate",
 ]
 
