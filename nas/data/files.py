@@ -7,6 +7,7 @@ on the test split compare across runs and seeds.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,7 @@ def load_npz(*, root, resolution, counts, seed) -> RawSplits:
                                      f"expected {NPZ_LAYOUT}")
     except UserInputError:
         raise
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UserInputError(f"{path} is not a readable .npz file ({error!r}); expected {NPZ_LAYOUT}") from None
     x, y = arrays["x"], arrays["y"]
     if x.ndim not in (3, 4) or y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or not (
