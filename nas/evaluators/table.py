@@ -42,7 +42,8 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
 
 
 class TableEvaluator:
-    """Looks architectures up by canonical hash in a table of `arch` strings and metric columns.
+    """Looks architectures up by canonical hash in a table of `arch` strings and metric columns; where several
+    rows are one canonical class, the row of the canonical form answers (else the first).
 
     Counts the distinct canonical architectures asked; asking for more than `budget` raises
     `TableBudgetExceeded` before anything is revealed. `cheap_columns` are metrics the table gives away freely
@@ -70,7 +71,10 @@ class TableEvaluator:
             raise UserInputError(f"table {self.path!r}: column 'arch': {e}") from None
         self._archs = archs
         hashes = self.space.hash(archs)
-        keys, first = np.unique(hashes, return_index=True)
+        not_canonical = (archs != self.space.canonical(archs)).any(1)
+        order = np.lexsort((np.arange(len(archs)), not_canonical, hashes))
+        keys, start = np.unique(hashes[order], return_index=True)
+        first = order[start]
         index = dict(zip(keys.tolist(), first.tolist()))
         names = set(self.metrics) | set(self.cheap_columns)
         values = {name: columns[name] for name in names}

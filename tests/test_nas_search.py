@@ -1,0 +1,188 @@
+"""Tests for nas.search: files written per generation, resume without re-evaluation, unreachable budgets,
+multi-target runs sharing expensive evaluations, and the real NB201 hardware table."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.evaluators import TableEvaluator
+from nas.search import (Target, best_achievable, parse_constraint, parse_objective, run_multi_target_search,
+                        run_search)
+from search_spaces import IntRange, Space, get_space
+from search_spaces.errors import UserInputError
+
+SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_pi5_onnx_cifar100.csv"
+
+
+def tiny_space() -> Space:
+    return Space("tiny", [IntRange("a", 0, 7), IntRange("b", 0, 7), IntRange("c", 0, 3)])
+
+
+@pytest.fixture
+def table(tmp_path) -> Path:
+    """Every architecture of the tiny space: accuracy grows with a and b, latency with a, b and c."""
+    space = tiny_space()
+    archs = space.enumerate()
+    v = space.values(archs).astype(float)
+    accuracy = 50 + 3 * v[:, 0] + 2 * v[:, 1] - 0.5 * (v[:, 2] - 2) ** 2
+    latency = 1 + v[:, 0] + 0.5 * v[:, 1] + 0.25 * v[:, 2]
+    path = tmp_path / "tiny.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arch", "accuracy", "latency_ms"])
+        writer.writerows(zip(space.strings(archs), accuracy, latency))
+    return path
+
+
+class CountingTable(TableEvaluator):
+    """A table evaluator that records every batch it is asked, and can fail on a chosen call."""
+
+    def __init__(self, *args, fail_on_call=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.fail_on_call = [], fail_on_call
+
+    def evaluate(self, archs):
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise KeyboardInterrupt("simulated crash")
+        self.calls.append(self.space.strings(archs))
+        return super().evaluate(archs)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def search(space, evaluator, out, budget=48, **kwargs):
+    kwargs.setdefault("constraints", ["latency_ms<=9"])
+    return run_search(space, evaluator, ["accuracy:max", "latency_ms:min"], out=out, budget=budget, population=12,
+                      free_columns=["latency_ms"] if isinstance(evaluator, str) else (), progress=False, **kwargs)
+
+
+def test_objective_and_constraint_syntax():
+    assert parse_objective("latency_ms@pi5:min").direction == "min"
+    assert parse_constraint("latency_ms@pi5<=2.5").upper_bound == 2.5
+    with pytest.raises(UserInputError, match="NAME:max"):
+        parse_objective("accuracy")
+    with pytest.raises(UserInputError, match="NAME<=NUMBER"):
+        parse_constraint("latency_ms>=3")
+
+
+def test_search_writes_history_pareto_and_state(table, tmp_path):
+    space = tiny_space()
+    result = search(space, f"table:{table}", tmp_path / "out")
+    rows = read_rows(tmp_path / "out" / "history.csv")
+    assert len(rows) == 48 == len(result.history["arch"])
+    assert [int(r["index"]) for r in rows] == list(range(48))
+    assert len({r["arch"] for r in rows}) == 48
+    truth = {r["arch"]: r for r in read_rows(table)}
+    for r in rows:
+        assert float(r["accuracy"]) == pytest.approx(float(truth[r["arch"]]["accuracy"]))
+        assert r["feasible"] == str(int(float(r["latency_ms"]) <= 9))
+    assert all(r["feasible"] == "1" for r in rows), "latency is free, so only feasible architectures are asked"
+    front = read_rows(tmp_path / "out" / "pareto.csv")
+    points = [(float(r["accuracy"]), float(r["latency_ms"])) for r in rows]
+    for r in front:
+        a, lat = float(r["accuracy"]), float(r["latency_ms"])
+        assert not any(pa >= a and pl <= lat and (pa, pl) != (a, lat) for pa, pl in points)
+    assert len(front) == len(result.pareto["arch"]) > 0
+    state = json.loads((tmp_path / "out" / "state.json").read_text())
+    assert state["num_evaluated"] == 48 and state["generation"] == 4
+
+
+def test_existing_directory_is_never_overwritten(table, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    with pytest.raises(UserInputError, match="already exists"):
+        search(tiny_space(), f"table:{table}", tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    with pytest.raises(UserInputError, match="nothing to resume"):
+        search(tiny_space(), f"table:{table}", tmp_path / "absent", resume=True)
+
+
+def test_resume_extends_the_budget_and_matches_one_long_run(table, tmp_path):
+    space = tiny_space()
+    straight = search(space, CountingTable(space, table), tmp_path / "straight", budget=60)
+    first = CountingTable(space, table)
+    search(space, first, tmp_path / "split", budget=24)
+    second = CountingTable(space, table)
+    search(space, second, tmp_path / "split", budget=60, resume=True)
+    assert list(read_rows(tmp_path / "split" / "history.csv")) == list(read_rows(tmp_path / "straight" /
+                                                                                 "history.csv"))
+    assert second.num_queried == 36, "the resumed search evaluates only new architectures"
+    assert len(straight.history["arch"]) == 60
+
+
+def test_crash_mid_search_resumes_without_reevaluating(table, tmp_path):
+    space = tiny_space()
+    search(space, CountingTable(space, table), tmp_path / "straight")
+    crashing = CountingTable(space, table, fail_on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        search(space, crashing, tmp_path / "crashed")
+    assert len(read_rows(tmp_path / "crashed" / "history.csv")) == 24
+    resumed = CountingTable(space, table)
+    search(space, resumed, tmp_path / "crashed", resume=True)
+    assert read_rows(tmp_path / "crashed" / "history.csv") == read_rows(tmp_path / "straight" / "history.csv")
+    before = {a for batch in crashing.calls for a in batch}
+    after = {a for batch in resumed.calls for a in batch}
+    assert not before & after and len(before) + len(after) == 48
+
+
+def test_resume_refuses_changed_objectives(table, tmp_path):
+    space = tiny_space()
+    search(space, f"table:{table}", tmp_path / "out", budget=12)
+    with pytest.raises(UserInputError, match="constraints"):
+        search(space, f"table:{table}", tmp_path / "out", resume=True, constraints=["latency_ms<=8"])
+
+
+def test_unreachable_budget_is_reported_before_searching(table, tmp_path):
+    with pytest.raises(UserInputError, match=r"best achievable latency_ms is 1 \(a=0,b=0,c=0\)"):
+        search(tiny_space(), f"table:{table}", tmp_path / "out", constraints=["latency_ms<=0.5"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_quick_minimisation_finds_the_smallest_of_a_large_space():
+    space = get_space("ofa_mbv3", resolutions=(32, 48, 64))
+
+    class Cost:
+        metrics = ("cost",)
+        sources = ()
+
+        def __call__(self, archs):
+            return {"cost": space.values(archs).astype(float).sum(1)}
+
+    best, arch = best_achievable(space, Cost(), "cost")
+    assert best == pytest.approx(Cost()(space.smallest()[None])["cost"][0])
+
+
+def test_multi_target_shares_expensive_evaluations(table, tmp_path):
+    space = tiny_space()
+    targets = [Target(f"lat{b}", ("accuracy:max", "latency_ms:min"), (f"latency_ms<={b}",)) for b in (6, 9)]
+    shared = CountingTable(space, table, cheap_columns=("latency_ms",))
+    result = run_multi_target_search(space, shared, targets, out=tmp_path / "multi", budget=36, population=12,
+                                     progress=False)
+    histories = {t.name: read_rows(tmp_path / "multi" / t.name / "history.csv") for t in targets}
+    assert all(len(h) == 36 for h in histories.values())
+    union = {r["arch"] for h in histories.values() for r in h}
+    assert result.expensive_evaluations == shared.num_queried == len(union) < 72
+    alone = CountingTable(space, table, cheap_columns=("latency_ms",))
+    run_multi_target_search(space, alone, targets[1:], out=tmp_path / "alone", budget=36, population=12,
+                            progress=False)
+    assert [r["arch"] for r in read_rows(tmp_path / "alone" / "lat9" / "history.csv")] == \
+        [r["arch"] for r in histories["lat9"]]
+    assert any(r["cached"] == "1" for r in histories["lat9"])
+
+
+@pytest.mark.skipif(not SHARED_TABLE.is_file(), reason=f"shared NB201 hardware table not found at {SHARED_TABLE}")
+def test_real_nb201_table_search_respects_the_latency_budget(tmp_path):
+    space = get_space("nb201")
+    result = run_search(space, f"table:{SHARED_TABLE}", ["accuracy:max", "latency_ms:min"],
+                        constraints=["latency_ms<=3"], free_columns=["latency_ms"], out=tmp_path / "nb201",
+                        budget=80, population=16, seed=1, progress=False)
+    assert (result.pareto["latency_ms"] <= 3).all()
+    truth = {r["arch"]: float(r["accuracy"]) for r in read_rows(SHARED_TABLE)}
+    for arch, acc in zip(result.history["arch"], result.history["accuracy"]):
+        assert acc == pytest.approx(truth[space.to_string(space.canonical(space.from_string(arch))[0])])
