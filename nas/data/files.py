@@ -85,8 +85,9 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError) as error:
         raise UserInputError(f"{path} is not a readable CIFAR-10 batch ({error!r}); expected {CIFAR10_LAYOUT}") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
-        raise UserInputError(f"{path}: data has shape {data.shape} for {len(labels)} labels; expected {CIFAR10_LAYOUT}")
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (len(data),) or not np.all((0 <= labels) & (labels < 10)):
+        raise UserInputError(f"{path}: data has shape {data.shape} for labels of shape {labels.shape} (values "
+                             f"{np.unique(labels)[:12]}); expected {CIFAR10_LAYOUT}, labels 0..9")
     return _to_unit_float(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
 
 
@@ -111,8 +112,7 @@ def load_cifar10(*, root, resolution, counts, seed) -> RawSplits:
     return RawSplits(train=Split(images[:cut], labels[:cut].astype(np.int32)),
                      val=Split(images[cut:], labels[cut:].astype(np.int32)),
                      test=Split(test_images, test_labels.astype(np.int32)),
-                     num_classes=max(10, _num_classes(np.concatenate([labels, test_labels]), path)),
-                     class_names=CIFAR10_CLASSES)
+                     num_classes=len(CIFAR10_CLASSES), class_names=CIFAR10_CLASSES)
 
 
 def _read_image(path: Path, resolution) -> np.ndarray:

@@ -64,11 +64,10 @@ def _draw_parameters(rng: np.random.Generator, n: int, resolution: int) -> dict[
     z = rng.uniform(0.1, 0.9, shape)
     order = np.argsort(-z, axis=1)
     params = {"kind": kind, "family": family, "colour": hsv_to_rgb(hsv), "radius": radius, "angle":
-              rng.uniform(0, 2 * np.pi, shape), "cx": centre[..., 0], "cy": centre[..., 1], "z": z}
-    params = {key: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 2)), axis=1)
-              for key, value in params.items()}
-    params["active"] = np.arange(MAX_SHAPES)[None, :] < count[:, None]
-    return params
+              rng.uniform(0, 2 * np.pi, shape), "cx": centre[..., 0], "cy": centre[..., 1], "z": z,
+              "label": len(FAMILIES) * kind + family, "active": np.arange(MAX_SHAPES)[None, :] < count[:, None]}
+    return {key: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 2)), axis=1)
+            for key, value in params.items()}
 
 
 def _background(rng: np.random.Generator, n: int, resolution: int) -> np.ndarray:
@@ -110,7 +109,7 @@ def _render(rng: np.random.Generator, params: dict[str, np.ndarray], resolution:
         image_of, rows, cols = np.nonzero(inside)
         shade = np.clip(1.0 + 0.15 * v[image_of, rows, cols], 0.7, 1.2)[:, None]
         images[image_of, rows, cols] = p["colour"][image_of] * shade
-        masks[image_of, rows, cols] = 1 + 2 * p["kind"][image_of] + p["family"][image_of]
+        masks[image_of, rows, cols] = 1 + p["label"][image_of]
         depth[image_of, rows, cols] = p["z"][image_of]
         slot_map[image_of, rows, cols] = slot
     images += rng.uniform(0.02, 0.08, (n, 1, 1, 1)).astype(np.float32) * rng.standard_normal(images.shape,
@@ -130,9 +129,8 @@ def generate_shapes(n: int, resolution: int = 32, seed: int = 0) -> Split:
     parts = [_render(rng, {key: value[start:start + chunk] for key, value in params.items()}, resolution)
              for start in range(0, max(n, 1), chunk)]
     images, masks, depth, visible = (np.concatenate([part[i] for part in parts]) for i in range(4))
-    largest = np.argmax(visible, axis=1)[:, None]
-    labels = (2 * np.take_along_axis(params["kind"], largest, 1) + np.take_along_axis(params["family"], largest, 1))
-    return Split(images, labels[:, 0].astype(np.int32), masks, depth)
+    labels = np.take_along_axis(params["label"], np.argmax(visible, axis=1)[:, None], axis=1)[:, 0]
+    return Split(images, labels.astype(np.int32), masks, depth)
 
 
 @register_dataset("shapes")
