@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "nas.commands.sample",
     "nas.commands.arch",
     "nas.commands.validate",
+    "nas.commands.devices",
+    "nas.commands.profile",
 ]
 
 

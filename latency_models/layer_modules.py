@@ -1,0 +1,133 @@
+"""Layer configurations as small NNX modules for profiling: MobileNetV3 layers from `supernets.static` (what gets
+exported), NAS-Bench-201 ops written here; weights filled from numpy without compiling initializers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from latency_models.layers import Layer
+
+
+def _static():
+    from supernets import static
+    return static
+
+
+def _act(name: str):
+    return {"relu": jax.nn.relu, "hswish": _static().hswish, "none": lambda x: x}[name]
+
+
+class ReLUConvBN(nnx.Module):
+    """NAS-Bench-201's nor_conv: ReLU, k x k convolution (no bias, padding k//2), batch norm."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs):
+        p = kernel // 2
+        self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding=((p, p), (p, p)), use_bias=False,
+                             rngs=rngs)
+        self.bn = nnx.BatchNorm(cout, use_running_average=True, rngs=rngs)
+
+    def __call__(self, x):
+        return self.bn(self.conv(jax.nn.relu(x)))
+
+
+def avg_pool_3x3(x):
+    """3x3 average pool, stride 1, padding 1, padded cells not counted (NAS-Bench-201's count_include_pad=False)."""
+    window = dict(window_shape=(3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+    total = nnx.avg_pool(x, **window) * 9.0
+    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
+    return total / (nnx.avg_pool(ones, **window) * 9.0)
+
+
+class ResBlock(nnx.Module):
+    """NAS-Bench-201's reduction block: ReLUConvBN 3x3 s2, ReLUConvBN 3x3, shortcut 2x2 avg pool + 1x1 conv."""
+
+    def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+        self.conv_a = ReLUConvBN(cin, cout, 3, 2, rngs=rngs)
+        self.conv_b = ReLUConvBN(cout, cout, 3, 1, rngs=rngs)
+        self.shortcut = nnx.Conv(cin, cout, (1, 1), use_bias=False, rngs=rngs)
+
+    def __call__(self, x):
+        pooled = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
+        return self.conv_b(self.conv_a(x)) + self.shortcut(pooled)
+
+
+class BNAct(nnx.Module):
+    def __init__(self, channels: int, act: str, *, rngs: nnx.Rngs):
+        self.bn = nnx.BatchNorm(channels, use_running_average=True, rngs=rngs)
+        self.act = act
+
+    def __call__(self, x):
+        return _act(self.act)(self.bn(x))
+
+
+class Function(nnx.Module):
+    """A parameter-free layer (global pool, pooling, identity, add)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+class Eval(nnx.Module):
+    """Calls a `supernets.static` layer in inference mode (running batch-norm statistics)."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, x):
+        return self.layer(x, False)
+
+
+def _construct(layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
+    static = _static()
+    act = None if layer.act == "none" else layer.act
+    if layer.op == "conv_bn_act":
+        return Eval(static.ConvBNAct(layer.cin, layer.cout, layer.kernel, layer.stride, act=act, rngs=rngs))
+    if layer.op == "mbconv":
+        return Eval(static.MBConvBlock(layer.cin, layer.cout, layer.kernel, layer.stride, layer.expand,
+                                       layer.act, bool(layer.se), rngs=rngs))
+    if layer.op == "linear" and act is not None:
+        return Eval(static.ConvBNAct(layer.cin, layer.cout, 1, act=act, use_bn=False, bias=True, rngs=rngs))
+    if layer.op == "linear":
+        return Eval(static.Classifier(layer.cin, layer.cout, rngs=rngs))
+    if layer.op == "relu_conv_bn":
+        return ReLUConvBN(layer.cin, layer.cout, layer.kernel, layer.stride, rngs=rngs)
+    if layer.op == "resblock":
+        return ResBlock(layer.cin, layer.cout, rngs=rngs)
+    if layer.op == "bn_act":
+        return BNAct(layer.cin, layer.act, rngs=rngs)
+    functions = {"gap": lambda x: jnp.mean(x, axis=(1, 2), keepdims=True), "avg_pool": avg_pool_3x3,
+                 "identity": lambda x: x, "add": lambda x: x + x}
+    if layer.op in functions:
+        return Function(functions[layer.op])
+    raise ValueError(f"no module for layer op {layer.op!r}")
+
+
+def input_shape(layer: Layer, batch_size: int = 1) -> tuple[int, ...]:
+    """NHWC input of the layer's model; the classifier takes pooled (N, C) features."""
+    if layer.op == "linear" and layer.act == "none":
+        return (batch_size, layer.cin)
+    return (batch_size, layer.hw, layer.hw, layer.cin)
+
+
+def _fill(path, leaf, rng: np.random.Generator):
+    name = str(getattr(path[-1], "key", path[-1])) if path else ""
+    if name in ("var", "scale"):
+        return np.ones(leaf.shape, leaf.dtype)
+    if name in ("mean", "bias"):
+        return np.zeros(leaf.shape, leaf.dtype)
+    return (rng.standard_normal(leaf.shape) * 0.1).astype(leaf.dtype)
+
+
+def build_module(layer: Layer, seed: int = 0) -> nnx.Module:
+    """The layer as an NNX module with random weights (built abstractly, so no initializer is compiled)."""
+    abstract = nnx.eval_shape(lambda: _construct(layer, nnx.Rngs(seed)))
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(seed)
+    state = jax.tree_util.tree_map_with_path(lambda p, x: _fill(p, x, rng), state)
+    return nnx.merge(graphdef, state)

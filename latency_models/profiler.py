@@ -1,0 +1,189 @@
+"""The on-device profiler: every unique layer of a space exported to a tiny ONNX model (jax2onnx) and timed with
+ONNX Runtime (warm-up, repeats, median, spread); the table is written as it goes and `resume` continues it."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latency_models.devices import get_device
+from latency_models.layers import Layer, space_layers
+from latency_models.lut import LookupTable, default_metadata, entry
+from latency_models.roofline import FREE_OPS
+from search_spaces.errors import UserInputError
+
+RESUME_MUST_MATCH = ("device", "runtime", "runtime_version", "batch_size", "provider", "threads", "layer_options")
+
+
+@dataclass
+class TimingConfig:
+    """How each model is timed: warm-up runs, timed runs, ONNX Runtime threads and execution provider."""
+
+    warmup: int = 10
+    repeats: int = 50
+    threads: int = 1
+    provider: str = "CPUExecutionProvider"
+    batch_size: int = 1
+
+    def check(self) -> "TimingConfig":
+        for name in ("warmup", "repeats", "threads", "batch_size"):
+            low = 0 if name == "warmup" else 1
+            if getattr(self, name) < low:
+                raise UserInputError(f"profiler: {name} must be >= {low}, got {getattr(self, name)}")
+        return self
+
+
+def export_layer(layer: Layer, batch_size: int = 1) -> bytes:
+    """The layer as a serialized ONNX model (NHWC input), exported with jax2onnx like a whole subnet."""
+    import jax2onnx
+    from latency_models.layer_modules import build_module, input_shape
+    proto = jax2onnx.to_onnx(build_module(layer), [input_shape(layer, batch_size)], model_name=layer.op)
+    return proto.SerializeToString()
+
+
+def identity_model(shape) -> bytes:
+    """An ONNX model that returns its input: timing it gives the fixed cost of one inference call."""
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def make_session(model: bytes, timing: TimingConfig):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = timing.threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    available = ort.get_available_providers()
+    if timing.provider not in available:
+        raise UserInputError(f"profiler: execution provider {timing.provider!r} is not available here; "
+                             f"available: {available}")
+    return ort.InferenceSession(model, options, providers=[timing.provider])
+
+
+def time_model(model: bytes, timing: TimingConfig, seed: int = 0) -> np.ndarray:
+    """Wall times in ms of `timing.repeats` runs after `timing.warmup` runs, one input reused."""
+    session = make_session(model, timing)
+    feeds = {}
+    rng = np.random.default_rng(seed)
+    for spec in session.get_inputs():
+        feeds[spec.name] = rng.standard_normal([int(d) for d in spec.shape]).astype(np.float32)
+    for _ in range(timing.warmup):
+        session.run(None, feeds)
+    times = np.empty(timing.repeats)
+    for i in range(timing.repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times[i] = time.perf_counter() - start
+    return times * 1e3
+
+
+def measure_overhead(shape, timing: TimingConfig) -> np.ndarray:
+    """Per-inference fixed cost in ms (session call, input and output handling), measured on an identity model."""
+    return time_model(identity_model(shape), TimingConfig(timing.warmup, max(timing.repeats, 100), timing.threads,
+                                                          timing.provider, timing.batch_size))
+
+
+def _runtime_version() -> str:
+    import onnxruntime as ort
+    return ort.__version__
+
+
+def _new_table(space, device, timing: TimingConfig, layer_options: dict, overhead: np.ndarray) -> LookupTable:
+    import jax2onnx
+    stats = entry(overhead)
+    metadata = default_metadata(
+        device, "measured", runtime="onnxruntime", runtime_version=_runtime_version(),
+        batch_size=timing.batch_size, precision="fp32", provider=timing.provider, threads=timing.threads,
+        warmup=timing.warmup, repeats=timing.repeats, space=space.config(), layer_options=layer_options,
+        overhead_ms=stats["median"], overhead=stats, exporter=f"jax2onnx {getattr(jax2onnx, '__version__', '')}",
+        host=f"{platform.node()} {platform.machine()} {_cpu_model()}",
+        notes="entry = per-layer model time minus the measured per-inference overhead; overhead_ms is added once "
+              "per network")
+    return LookupTable({}, metadata)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _resume_table(path: Path, device, timing: TimingConfig, layer_options: dict) -> LookupTable:
+    table = LookupTable.load(path)
+    expected = {"device": device.name, "runtime": "onnxruntime", "runtime_version": _runtime_version(),
+                "batch_size": timing.batch_size, "provider": timing.provider, "threads": timing.threads,
+                "layer_options": layer_options}
+    for key in RESUME_MUST_MATCH:
+        if table.metadata.get(key) != expected[key]:
+            raise UserInputError(f"cannot resume {path}: its metadata {key!r} is {table.metadata.get(key)!r} but "
+                                 f"this run has {expected[key]!r}; use another --out or the same settings")
+    return table
+
+
+def profile(space, device, out, *, resume: bool = False, timing: TimingConfig | None = None,
+            layer_options: dict | None = None, power_reader=None, progress: bool = True) -> LookupTable:
+    """Measures every unique layer of `space` not yet in the table at `out`; saves after each layer.
+
+    `power_reader` (`() -> W`, e.g. `PowerRails(root).total`) adds per-layer energy = mean power × latency."""
+    from tqdm import tqdm
+    timing = (timing or TimingConfig()).check()
+    device = get_device(device)
+    layer_options = dict(layer_options or {})
+    out = Path(out)
+    if out.exists() and not resume:
+        raise UserInputError(f"{out} exists; pass --resume to continue it, or choose another --out")
+    layers = space_layers(space, **layer_options).layers
+    if resume and out.exists():
+        table = _resume_table(out, device, timing, layer_options)
+    else:
+        first = layers[0]
+        shape = (timing.batch_size, first.hw, first.hw, first.cin)
+        table = _new_table(space, device, timing, layer_options, measure_overhead(shape, timing))
+        table.save(out)
+    overhead = float(table.metadata["overhead_ms"])
+    todo = [l for l in layers if l.key not in table.entries]
+    for layer in tqdm(todo, desc=f"profiling {space.name} on {device.name}", unit="layer", disable=not progress):
+        table.entries[layer.key] = _measure_layer(layer, timing, overhead, power_reader)
+        table.save(out)
+    spaces = table.metadata.setdefault("spaces", [])
+    if space.config() not in spaces:
+        spaces.append(space.config())
+        table.save(out)
+    return table
+
+
+def _measure_layer(layer: Layer, timing: TimingConfig, overhead_ms: float, power_reader) -> dict:
+    if layer.op in FREE_OPS:
+        return {"mean": 0.0, "std": 0.0, "count": 0, "median": 0.0,
+                "note": "free: the runtime's graph optimizer removes it inside a network"}
+    model = export_layer(layer, timing.batch_size)
+    if power_reader is None:
+        samples = time_model(model, timing)
+        return {**entry(np.maximum(samples - overhead_ms, 0.0)), "raw_median": float(np.median(samples))}
+    from latency_models.energy import PowerSampler
+    with PowerSampler(power_reader) as sampler:
+        samples = time_model(model, timing)
+    result = {**entry(np.maximum(samples - overhead_ms, 0.0)), "raw_median": float(np.median(samples))}
+    power = np.asarray(sampler.samples)
+    result["energy_mj"] = {"mean": float(power.mean() * result["median"]),
+                           "std": float(power.std() * result["median"]), "count": int(power.size)}
+    result["power_w"] = float(power.mean())
+    return result
+
+
+def timing_from_args(args) -> TimingConfig:
+    return TimingConfig(warmup=args.warmup, repeats=args.repeats, threads=args.threads, provider=args.provider,
+                        batch_size=args.batch_size)
+

@@ -1,0 +1,51 @@
+"""`nas profile`: measure a lookup table for a space on this machine (ONNX Runtime), resumable."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("profile", help="time every unique layer of a space with ONNX Runtime into a lookup "
+                              "table (run it on the target board to fill its table)")
+    p.add_argument("--space", required=True, help="search space name (ofa_mbv3, nb201)")
+    p.add_argument("--device", required=True, help="device name the table is for (see `nas devices`)")
+    p.add_argument("--resolution", type=int, nargs="+", help="input resolutions (ofa_mbv3)")
+    p.add_argument("--out", required=True, help="lookup table JSON to write (written as it goes)")
+    p.add_argument("--resume", action="store_true", help="continue a partial table at --out")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs per layer (default 10)")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs per layer (default 50)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--provider", default="CPUExecutionProvider",
+                   help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider, TensorrtExecutionProvider")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the space's skeleton default)")
+    p.add_argument("--width-mult", type=float, help="ofa_mbv3 channel multiplier (default 1.0)")
+    p.add_argument("--power-rails", metavar="ROOT",
+                   help="read INA3221 power rails under ROOT ('/' on a Jetson) to record per-layer energy")
+    p.add_argument("--devices-dir", help="extra directory of device JSON files (also $HWNAS_DEVICES_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from latency_models.devices import get_device
+    from latency_models.profiler import TimingConfig, profile
+    from search_spaces import get_space
+    from search_spaces.errors import UserInputError
+
+    hparams = {"resolutions": tuple(args.resolution)} if args.resolution else {}
+    if args.resolution and args.space != "ofa_mbv3":
+        raise UserInputError(f"--resolution applies to ofa_mbv3 only; space {args.space!r} has a fixed input")
+    space = get_space(args.space, **hparams)
+    device = get_device(args.device, args.devices_dir)
+    layer_options = {k: v for k, v in (("num_classes", args.num_classes), ("width_mult", args.width_mult))
+                     if v is not None}
+    power_reader = None
+    if args.power_rails:
+        from latency_models.energy import PowerRails
+        power_reader = PowerRails(args.power_rails).total
+    timing = TimingConfig(args.warmup, args.repeats, args.threads, args.provider, args.batch_size)
+    table = profile(space, device, args.out, resume=args.resume, timing=timing, layer_options=layer_options,
+                    power_reader=power_reader, progress=not args.no_progress)
+    print(f"{args.out}: {len(table.entries)} layers, overhead {table.overhead_ms:.4f} ms, device {device.name}, "
+          f"onnxruntime {table.metadata['runtime_version']} ({args.provider}, {args.threads} thread(s))")
+    return 0
