@@ -32,13 +32,12 @@ class Split:
 
     def take(self, index) -> "Split":
         """The samples at `index` (a slice or an int array), in that order."""
-        pick = lambda a: None if a is None else a[index]  # noqa: E731
-        return Split(self.images[index], self.labels[index], pick(self.masks), pick(self.depth))
+        return Split(*(None if a is None else a[index] for a in (self.images, self.labels, self.masks, self.depth)))
 
     def resized(self, size) -> "Split":
         """This split at another resolution: images bilinear, masks and depth nearest."""
-        maps = lambda a: None if a is None else resize(a, size, "nearest")  # noqa: E731
-        return Split(resize(self.images, size), self.labels, maps(self.masks), maps(self.depth))
+        masks, depth = (None if a is None else resize(a, size, "nearest") for a in (self.masks, self.depth))
+        return Split(resize(self.images, size), self.labels, masks, depth)
 
 
 @dataclass(frozen=True)
