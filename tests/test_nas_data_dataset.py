@@ -21,6 +21,8 @@ def test_bad_task_and_counts_are_clear_errors():
     for bad in (-1, 2.5, True):
         with pytest.raises(UserInputError, match="num_val"):
             load_dataset("digits", num_val=bad)
+    with pytest.raises(UserInputError, match="seed=-1"):
+        load_dataset("digits", seed=-1)
     with pytest.raises(UserInputError, match="empty training split"):
         load_dataset("shapes", resolution=8, num_train=0, num_val=1, num_test=1)
 

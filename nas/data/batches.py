@@ -8,7 +8,7 @@ import numpy as np
 
 from search_spaces.errors import UserInputError
 
-from nas.data.dataset import BACKGROUND_DEPTH, Split
+from nas.data.dataset import BACKGROUND_DEPTH, Split, non_negative_int
 from nas.data.transforms import random_crop_flip
 
 _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
@@ -42,7 +42,7 @@ class Batches:
                  epoch: int = 0, index: int = 0):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UserInputError(f"batch_size={batch_size!r} is invalid: expected a positive int")
-        self.split, self.batch_size, self.seed = split, int(batch_size), int(seed)
+        self.split, self.batch_size, self.seed = split, int(batch_size), non_negative_int("seed", seed)
         self.augment, self.shuffle, self.pad, self.flip = augment, shuffle, int(pad), flip
         self.drop_last = shuffle if drop_last is None else drop_last
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)

@@ -118,11 +118,10 @@ def dataset_names() -> tuple[str, ...]:
     return tuple(sorted(_LOADERS))
 
 
-def _check_count(key: str, value) -> int | None:
-    if value is None:
-        return None
+def non_negative_int(key: str, value) -> int:
+    """`value` as an int, or a UserInputError naming `key` when it is not a non-negative int."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise UserInputError(f"{key}={value!r} is invalid: expected a non-negative int or None")
+        raise UserInputError(f"{key}={value!r} is invalid: expected a non-negative int")
     return int(value)
 
 
@@ -146,9 +145,9 @@ def load_dataset(name: str, *, root=None, resolution=None, num_train: int | None
         raise UserInputError(f"data set {name!r} is unknown: known data sets are {', '.join(dataset_names())}")
     if task not in TASKS:
         raise UserInputError(f"task {task!r} is unknown: expected one of {TASKS}")
-    counts = {split: _check_count(key, value)
+    counts = {split: None if value is None else non_negative_int(key, value)
               for split, key, value in zip(SPLITS, ("num_train", "num_val", "num_test"), (num_train, num_val, num_test))}
-    raw = _LOADERS[name](root=root, resolution=resolution, counts=counts, seed=int(seed))
+    raw = _LOADERS[name](root=root, resolution=resolution, counts=counts, seed=non_negative_int("seed", seed))
     splits = {split: _first(getattr(raw, split), counts[split], key, name)
               for split, key in zip(SPLITS, ("num_train", "num_val", "num_test"))}
     if task != "classification" and splits["train"].masks is None:
