@@ -133,6 +133,8 @@ class TargetSearch:
         self.budget, self.population, self.cheap = int(budget), int(population), cheap
         self.expensive_metrics = tuple(expensive_metrics)
         self.metrics = self.expensive_metrics + tuple(m for m in cheap.metrics if m not in self.expensive_metrics)
+        if not resume:
+            self.out.mkdir(parents=True)
         self.strategy = self._build_strategy(strategy, dict(strategy_options), seed)
         self.config = {"space": space.config(), "target": target.name, "device": target.device,
                        "objectives": [[o.name, o.direction] for o in target.objectives],
@@ -156,7 +158,6 @@ class TargetSearch:
                    cheap_metrics=self.cheap if self.cheap else None, seed=seed, **options)
 
     def _create(self) -> None:
-        self.out.mkdir(parents=True)
         self.history_file.create()
         (self.out / "target.json").write_text(json.dumps({
             "target": self.target.name, "device": self.target.device,
