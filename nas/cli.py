@@ -13,8 +13,10 @@ COMMAND_MODULES = [
     "nas.commands.sample",
     "nas.commands.arch",
     "nas.commands.validate",
+    "nas.commands.train",
     "nas.commands.devices",
     "nas.commands.profile",
+    "nas.commands.search",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -282,8 +283,8 @@ def _progress(searches: list[TargetSearch], enabled: bool):
 def _update_bar(bar, search: TargetSearch, cache: ExpensiveCache, told: int) -> None:
     hv = search.hypervolume()
     bar.update(told)
-    bar.set_postfix(gen=search.generation, evals=cache.num_evaluated, front=len(search.front()["arch"]),
-                    hv="-" if hv is None else f"{hv:.4g}")
+    bar.set_postfix({"gen": search.generation, "evals": cache.num_evaluated, "front": len(search.front()["arch"]),
+                     "hv": "-" if hv is None else f"{hv:.4g}"})
 
 
 def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progress: bool = True) -> None:
@@ -315,13 +316,14 @@ def run_multi_target_search(space, evaluator, targets: Sequence[Target], *, out,
                             resume: bool = False, strategy_options: dict | None = None, free_columns=(),
                             latency_model: str = "lut", latency_paths: dict | None = None,
                             layer_options: dict | None = None, ray_address: str | None = None,
-                            num_actors: int | None = None, progress: bool = True, _flat: bool = False
+                            num_actors: int | None = None, progress: bool = True, flat: bool = False
                             ) -> SearchResult:
     """Searches every target, writing `out/<target>/`; expensive results are shared between the targets through
     one cache keyed by canonical hash, so an architecture two targets ask for is evaluated once.
 
     `evaluator` is an evaluator object or a spec `table:PATH` / `supernet:RUN_DIR`. Each target gets `budget`
-    evaluations. With `resume`, `out` must hold an earlier search; otherwise `out` must not exist."""
+    evaluations. With `resume`, `out` must hold an earlier search; otherwise `out` must not exist. `flat` writes
+    a single target's files into `out` itself."""
     out = Path(out)
     _check_out(out, resume)
     targets = list(targets)
@@ -335,7 +337,7 @@ def run_multi_target_search(space, evaluator, targets: Sequence[Target], *, out,
                                     free_columns=free_columns, ray_address=ray_address, num_actors=num_actors)
     try:
         return _run(space, evaluator, targets, out, budget, strategy, seed, population, resume,
-                    strategy_options or {}, latency_model, latency_paths, layer_options, progress, _flat)
+                    strategy_options or {}, latency_model, latency_paths, layer_options, progress, flat)
     finally:
         if owned:
             evaluator.close()
@@ -361,11 +363,18 @@ def _run(space, evaluator, targets, out, budget, strategy, seed, population, res
         if not resume:
             check_constraints_reachable(space, target, cheap, seed)
         searches.append((target, cheap))
+    get_strategy(strategy)
     if not resume and not flat:
         out.mkdir(parents=True)
-    runs = [TargetSearch(out if flat else out / t.name, space, t, strategy=strategy,
-                         strategy_options=strategy_options, budget=budget, seed=seed, population=population,
-                         cheap=cheap, expensive_metrics=evaluator.metrics, resume=resume) for t, cheap in searches]
+    try:
+        runs = [TargetSearch(out if flat else out / t.name, space, t, strategy=strategy,
+                             strategy_options=strategy_options, budget=budget, seed=seed, population=population,
+                             cheap=cheap, expensive_metrics=evaluator.metrics, resume=resume)
+                for t, cheap in searches]
+    except BaseException:
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     cache = ExpensiveCache(evaluator.metrics)
     for run in runs:
         known = run.known()
@@ -383,4 +392,4 @@ def run_search(space, evaluator, objectives: Sequence, *, out, budget: int, cons
     """One search writing `out/history.csv`, `out/pareto.csv` and `out/state.json` (see
     `run_multi_target_search` for the options)."""
     target = Target("search", tuple(objectives), tuple(constraints), device=device)
-    return run_multi_target_search(space, evaluator, [target], out=out, budget=budget, _flat=True, **options)
+    return run_multi_target_search(space, evaluator, [target], out=out, budget=budget, flat=True, **options)
