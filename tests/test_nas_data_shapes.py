@@ -71,4 +71,4 @@ def test_learnable_by_a_linear_model_but_far_from_solved():
     mean, std = features[0].mean(axis=0), features[0].std(axis=0) + 1e-3
     model = LogisticRegression(max_iter=200, C=0.05).fit((features[0] - mean) / std, data.train.labels)
     accuracy = model.score((features[1] - mean) / std, data.test.labels)
-    assert 0.13 < accuracy < 0.4  # chance is 0.1; measured 0.154 with this seed
+    assert 0.13 < accuracy < 0.4  # chance is 0.1; measured 0.184 with this seed
