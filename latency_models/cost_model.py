@@ -64,10 +64,10 @@ def _table_cost_model(space, device, table: LookupTable, kind: str) -> CostModel
 
 
 def _predictor_cost_model(space, device, path) -> CostModel:
-    from latency_models.predictor import CalibratedPredictor
     if path is None:
         raise UserInputError("latency model 'predictor' needs a path to a fitted predictor (made by "
                              "`nas latency fit`)")
+    from latency_models.predictor import CalibratedPredictor
     predictor = CalibratedPredictor.load(path)
     describe = getattr(predictor, "describe", lambda: {})
     description = {"kind": "predictor", "device": device.name, "space": space.config(), "path": str(path),

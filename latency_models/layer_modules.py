@@ -3,6 +3,8 @@ exported), NAS-Bench-201 ops written here; weights filled from numpy without com
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,21 @@ from latency_models.layers import Layer
 def _static():
     from supernets import static
     return static
+
+
+@contextlib.contextmanager
+def onnx_friendly_activations():
+    """Routes `supernets.static`'s h-swish / h-sigmoid through `jax.nn.hard_swish` / `hard_sigmoid` (same values)
+    while building and exporting: jax2onnx maps those to ONNX HardSwish / HardSigmoid, whereas its layout pass
+    breaks the decomposed `x * hsigmoid(x)` after a convolution (ORT: 'Mul ... Incompatible dimensions')."""
+    static = _static()
+    saved = static.ACTIVATIONS["hswish"], static.hsigmoid
+    static.ACTIVATIONS["hswish"] = lambda x: jax.nn.hard_swish(x)
+    static.hsigmoid = lambda x: jax.nn.hard_sigmoid(x)
+    try:
+        yield
+    finally:
+        static.ACTIVATIONS["hswish"], static.hsigmoid = saved
 
 
 def _act(name: str):
@@ -116,7 +133,8 @@ def input_shape(layer: Layer, batch_size: int = 1) -> tuple[int, ...]:
 
 
 def _fill(path, leaf, rng: np.random.Generator):
-    name = str(getattr(path[-1], "key", path[-1])) if path else ""
+    names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    name = next((n for n in reversed(names) if n != "value"), "")
     if name in ("var", "scale"):
         return np.ones(leaf.shape, leaf.dtype)
     if name in ("mean", "bias"):

@@ -1,0 +1,43 @@
+"""build_cost_model: lut from a path, roofline fallback labelled estimated, energy alongside latency."""
+
+import numpy as np
+import pytest
+
+from latency_models import build_cost_model
+from latency_models.layers import space_layers
+from latency_models.lut import LookupTable, default_metadata, entry
+from search_spaces import get_space
+from search_spaces.errors import UserInputError
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("ofa_mbv3", resolutions=(32, 48))
+
+
+def test_roofline_predicts_latency_and_energy(space):
+    model = build_cost_model(space, "raspberry-pi-5", "roofline")
+    out = model.predict(space.sample(100, 0))
+    assert set(out) == set(model.metrics) == {"latency_ms", "energy_mj"}
+    assert out["latency_ms"].shape == (100,) and (out["energy_mj"] > 0).all()
+    assert model.describe()["estimated"]
+
+
+def test_lut_kind_without_table_falls_back_to_estimate(space):
+    assert build_cost_model(space, "jetson-tx2", "lut").describe()["table"]["method"] == "roofline"
+
+
+def test_lut_from_path(space, tmp_path):
+    entries = {k: entry([1.0, 1.0]) for k in space_layers(space).keys}
+    LookupTable(entries, default_metadata("host-cpu", "measured", overhead_ms=0.25)).save(tmp_path / "t.json")
+    model = build_cost_model(space, "host-cpu", "lut", tmp_path / "t.json")
+    archs = np.stack([space.smallest(), space.largest()]).reshape(2, -1)
+    np.testing.assert_allclose(model.predict(archs)["latency_ms"], [6 + 10 + 0.25, 6 + 20 + 0.25])
+    assert not model.describe()["estimated"]
+
+
+def test_bad_kind_and_missing_predictor_path(space):
+    with pytest.raises(UserInputError, match="roofline"):
+        build_cost_model(space, "host-cpu", "magic")
+    with pytest.raises(UserInputError, match="path"):
+        build_cost_model(space, "host-cpu", "predictor")
