@@ -1,0 +1,169 @@
+"""An ensemble-MLP metric predictor on space features (JAX/Optax): bootstrap ensembles for uncertainty,
+full-batch training vmapped over members, padded to power-of-two sizes so a growing data set never retraces, and
+FBNetV3-style pre-training on a free proxy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from search_spaces.errors import UserInputError
+
+TRACES: Counter = Counter()
+_MIN_ROWS = 32
+_PREDICT_CHUNK = 65536
+
+
+def padded_size(n: int, minimum: int = _MIN_ROWS) -> int:
+    """The power of two (at least `minimum`) a batch of `n` rows is padded to."""
+    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def _init_params(rng: np.random.Generator, sizes, members: int) -> dict:
+    """He-initialised ReLU MLP layers plus a zero linear skip from the features to the outputs (so additive
+    metrics fit at once), stacked over ensemble members."""
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        w = rng.normal(size=(members, fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+        layers.append((w.astype(np.float32), np.zeros((members, fan_out), dtype=np.float32)))
+    return {"layers": layers, "skip": np.zeros((members, sizes[0], sizes[-1]), dtype=np.float32)}
+
+
+def _forward(params, x):
+    h = x
+    for w, b in params["layers"][:-1]:
+        h = jax.nn.relu(h @ w + b)
+    w, b = params["layers"][-1]
+    return h @ w + b + x @ params["skip"]
+
+
+@partial(jax.jit, static_argnames=("steps", "learning_rate", "weight_decay"))
+def _train(params, x, y, weights, *, steps, learning_rate, weight_decay):
+    """Full-batch Adam on every member at once; `weights` (E, P, K) is bootstrap weight times validity mask."""
+    TRACES["train"] += 1
+    optimizer = optax.adamw(learning_rate, weight_decay=weight_decay)
+
+    def loss(p, w):
+        err = (_forward(p, x) - y) ** 2
+        return (err * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+    def member_step(p, state, w):
+        grads = jax.grad(loss)(p, w)
+        updates, state = optimizer.update(grads, state, p)
+        return optax.apply_updates(p, updates), state
+
+    def step(carry, _):
+        p, state = carry
+        return jax.vmap(member_step)(p, state, weights), None
+
+    state = jax.vmap(optimizer.init)(params)
+    (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
+    return params
+
+
+@jax.jit
+def _predict(params, x):
+    TRACES["predict"] += 1
+    return jax.vmap(_forward, in_axes=(0, None))(params, x)
+
+
+class EnsemblePredictor:
+    """Predicts K metrics from (N, F) features: mean and ensemble standard deviation, in the targets' units."""
+
+    def __init__(self, num_features: int, num_outputs: int = 1, *, members: int = 8, hidden=(64, 64),
+                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0):
+        if members < 1 or steps < 1 or num_features < 1 or num_outputs < 1:
+            raise UserInputError(f"accuracy predictor: members, steps, features and outputs must be >= 1, got "
+                                 f"members={members}, steps={steps}, features={num_features}, outputs={num_outputs}")
+        self.sizes = (int(num_features), *map(int, hidden), int(num_outputs))
+        self.members, self.steps = int(members), int(steps)
+        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        self.seed = int(seed)
+        self.params = None
+        self._start = None
+        self._shift = np.zeros(num_outputs)
+        self._scale = np.ones(num_outputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.sizes[-1]
+
+    def _fit_standardized(self, x: np.ndarray, y: np.ndarray, valid: np.ndarray, seed: int) -> dict:
+        n = len(x)
+        size = padded_size(n)
+        xp = np.zeros((size, x.shape[1]), dtype=np.float32)
+        yp = np.zeros((size, y.shape[1]), dtype=np.float32)
+        xp[:n], yp[:n] = x, np.where(valid, y, 0.0)
+        rng = np.random.default_rng(seed)
+        start = self._start if self._start is not None else _init_params(rng, self.sizes, self.members)
+        boot = rng.exponential(size=(self.members, size, 1)) if self.members > 1 else np.ones((1, size, 1))
+        mask = np.zeros((size, y.shape[1]), dtype=np.float32)
+        mask[:n] = valid
+        weights = (boot * mask[None]).astype(np.float32)
+        return _train(start, xp, yp, weights, steps=self.steps,
+                      learning_rate=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _check(self, features, targets) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(features, dtype=np.float32)
+        y = np.asarray(targets, dtype=np.float64)
+        y = y[:, None] if y.ndim == 1 else y
+        if x.ndim != 2 or x.shape[1] != self.sizes[0] or y.shape != (len(x), self.num_outputs):
+            raise UserInputError(f"accuracy predictor: expected features (N, {self.sizes[0]}) and targets "
+                                 f"(N, {self.num_outputs}), got {x.shape} and {y.shape}")
+        return x, y
+
+    def fit(self, features, targets, *, seed: int | None = None) -> "EnsemblePredictor":
+        """Trains every member on (N, F) features and (N, K) targets (NaN marks a missing target); starts from the
+        pre-trained weights when `pretrain` ran."""
+        x, y = self._check(features, targets)
+        valid = np.isfinite(y)
+        if not valid.any(0).all():
+            raise UserInputError("accuracy predictor: every output needs at least one finite target to fit")
+        self._shift = np.array([y[valid[:, k], k].mean() for k in range(y.shape[1])])
+        spread = np.array([y[valid[:, k], k].std() for k in range(y.shape[1])])
+        self._scale = np.where(spread > 0, spread, 1.0)
+        self.params = self._fit_standardized(x, (y - self._shift) / self._scale, valid,
+                                             self.seed if seed is None else seed)
+        return self
+
+    def pretrain(self, features, proxy, *, seed: int | None = None) -> "EnsemblePredictor":
+        """FBNetV3-style: learns a free proxy (e.g. log FLOPs), standardized, as every output; later `fit`s start
+        from these weights."""
+        x, _ = self._check(features, np.zeros((len(features), self.num_outputs)))
+        p = np.asarray(proxy, dtype=np.float64).reshape(-1)
+        p = (p - p.mean()) / (p.std() if p.std() > 0 else 1.0)
+        y = np.repeat(p[:, None], self.num_outputs, axis=1)
+        self._start = None
+        self._start = self._fit_standardized(x, y, np.ones_like(y, dtype=bool),
+                                             (self.seed if seed is None else seed) + 7919)
+        return self
+
+    def predict_members(self, features) -> np.ndarray:
+        """(E, N, K) every member's prediction in the targets' units."""
+        if self.params is None:
+            raise UserInputError("accuracy predictor: call fit() before predict()")
+        x = np.asarray(features, dtype=np.float32)
+        out = []
+        for start in range(0, len(x), _PREDICT_CHUNK):
+            chunk = x[start:start + _PREDICT_CHUNK]
+            padded = np.zeros((padded_size(len(chunk), 256), x.shape[1]), dtype=np.float32)
+            padded[: len(chunk)] = chunk
+            out.append(np.asarray(_predict(self.params, padded))[:, : len(chunk)])
+        raw = np.concatenate(out, axis=1) if out else np.zeros((self.members, 0, self.num_outputs))
+        return raw * self._scale + self._shift
+
+    def predict(self, features) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K) mean and (N, K) standard deviation over the ensemble."""
+        members = self.predict_members(features)
+        return members.mean(0), members.std(0)
+
+    def init_random(self, seed: int | None = None) -> "EnsemblePredictor":
+        """Untrained random weights (a fixed random function, e.g. a stand-in accuracy model for benchmarks)."""
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        self.params = _init_params(rng, self.sizes, self.members)
+        return self

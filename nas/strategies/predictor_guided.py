@@ -1,0 +1,181 @@
+"""Predictor-guided multi-objective search: an ensemble predictor proposes, the expensive evaluator confirms, the
+predictor retrains; batches maximise optimistic hypervolume improvement over the observed Pareto front."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nas.accuracy_predictor import EnsemblePredictor
+from nas.pareto import hypervolume_improvement, pareto_mask
+from nas.strategies.base import Strategy
+from search_spaces.errors import UserInputError
+
+_PROXIES = ("flops", "macs", "params")
+
+
+class PredictorGuided(Strategy):
+    """Each ask after the first `initial` random architectures:
+
+    1. fits an ensemble predictor of every expensive objective and constrained metric on the told history
+       (pre-trained on log of a free proxy from `cheap_metrics`, FLOPs/MACs/params, when one is given);
+    2. builds a candidate pool: every unseen canonical architecture of a small space, otherwise random
+       architectures plus `pool_generations` rounds of mutation and crossover of the predicted front;
+    3. scores candidates optimistically (mean + `optimism` * std towards better, cheap metrics exact) and picks
+       the batch greedily by hypervolume improvement over the observed feasible front, each pick joining the
+       front, so a batch spreads along the front.
+    """
+
+    name = "predictor"
+    defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
+                "optimism": 1.0, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
+                "proxy": "auto", "reference": None, "reference_quantile": 0.9}
+
+    def __init__(self, space, objectives, **kwargs):
+        super().__init__(space, objectives, **kwargs)
+        if len(self.objectives) > 3:
+            raise UserInputError(f"strategy 'predictor': exact hypervolume acquisition supports 1 to 3 objectives, "
+                                 f"got {[o.name for o in self.objectives]}; use 'nsga2' for more")
+        names = [o.name for o in self.objectives] + [c.metric for c in self.constraints]
+        self.modelled = tuple(dict.fromkeys(n for n in names if n not in self.cheap_names))
+        self.proxy = self._pick_proxy(self.options["proxy"])
+        self._model: EnsemblePredictor | None = None
+        self._model_told = -1
+
+    def _pick_proxy(self, proxy) -> str | None:
+        if proxy == "auto":
+            return next((p for p in _PROXIES if p in self.cheap_names), None)
+        if proxy is not None and proxy not in self.cheap_names:
+            raise UserInputError(f"strategy 'predictor': option proxy={proxy!r} is not a cheap metric; cheap "
+                                 f"metrics: {sorted(self.cheap_names)}")
+        return proxy
+
+    # --------------------------------------------------------------- model
+    def model(self) -> EnsemblePredictor | None:
+        """The predictor fitted on the told history (refitted only when the history grew)."""
+        if not self.modelled:
+            return None
+        if self._model_told == self._told:
+            return self._model
+        targets = np.stack([self.metrics[n] for n in self.modelled], axis=1)
+        if not np.isfinite(targets).any(0).all():
+            return None
+        model = EnsemblePredictor(self.space.features(self.space.smallest()).shape[1], len(self.modelled),
+                                  members=self.options["members"], hidden=tuple(self.options["hidden"]),
+                                  steps=self.options["steps"], learning_rate=self.options["learning_rate"],
+                                  seed=self.seed)
+        if self.proxy is not None:
+            archs = self.space.sample(self.options["pretrain_samples"], self.seed + 1)
+            proxy = self.cheap(archs)[self.proxy]
+            model.pretrain(self.space.features(archs), np.log(np.maximum(proxy, 1e-12)))
+        self._model = model.fit(self.space.features(self.archs), targets, seed=self.seed + self._told)
+        self._model_told = self._told
+        return self._model
+
+    def _load_extra_state(self, extra: dict) -> None:
+        self._model, self._model_told = None, -1
+
+    # ---------------------------------------------------------------- pool
+    def candidate_pool(self, model: EnsemblePredictor | None) -> np.ndarray:
+        """Unseen feasible canonical candidates to score."""
+        pool = self._remaining_pool()
+        if len(pool):
+            pool = pool[self.cheap_feasible(pool)]
+            if len(pool) > self.options["pool_size"]:
+                pool = pool[self.rng.choice(len(pool), self.options["pool_size"], replace=False)]
+            return pool
+        size = self.options["pool_size"]
+        pool = self._unseen(self.sample_feasible(size // 2), size)
+        parents = self.archs[pareto_mask(self._observed()) & self.told_feasible()]
+        for _ in range(self.options["pool_generations"]):
+            parents = np.vstack([parents, self._predicted_front(pool, model)])
+            children = np.vstack([self.space.mutate(parents[self.rng.integers(0, len(parents), size // 4)], 0.1,
+                                                    self.rng),
+                                  self.space.crossover(parents[self.rng.integers(0, len(parents), size // 4)],
+                                                       parents[self.rng.integers(0, len(parents), size // 4)],
+                                                       self.rng)])
+            pool = np.vstack([pool, self._unseen(self.feasible_part(children, 0), size)])
+            pool = pool[self._distinct(pool)]
+        return pool
+
+    def _predicted_front(self, pool: np.ndarray, model) -> np.ndarray:
+        if len(pool) == 0:
+            return pool
+        return pool[pareto_mask(self.optimistic(pool, model)[0])]
+
+    # ---------------------------------------------------------- acquisition
+    def optimistic(self, archs: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
+        """(N, M) optimistic objective values (minimisation convention) and (N,) optimistic feasibility."""
+        cheap = self.cheap(archs)
+        if model is not None:
+            mean, std = model.predict(self.space.features(archs))
+        else:
+            mean = std = np.zeros((len(archs), 0))
+        k = float(self.options["optimism"])
+        guess = {n: (mean[:, i], std[:, i]) for i, n in enumerate(self.modelled)}
+        cols = []
+        for o in self.objectives:
+            if o.name in cheap:
+                cols.append(o.sign * cheap[o.name])
+            else:
+                m, s = guess[o.name]
+                cols.append(o.sign * m - k * s)
+        feasible = np.ones(len(archs), dtype=bool)
+        for c in self.constraints:
+            if c.metric not in cheap:
+                m, s = guess[c.metric]
+                feasible &= m - k * s <= c.upper_bound
+        return np.stack(cols, axis=1), feasible
+
+    def _observed(self) -> np.ndarray:
+        values = self.minimised()
+        return np.where(self.told_feasible()[:, None], values, np.inf)
+
+    def reference_point(self) -> np.ndarray:
+        """The `reference` option's values where given; otherwise, per objective, the `reference_quantile` of the
+        initial random design (minimisation convention), so the worst tail of the space does not steer the
+        acquisition."""
+        given = dict(self.options["reference"] or {})
+        unknown = sorted(set(given) - {o.name for o in self.objectives})
+        if unknown:
+            raise UserInputError(f"strategy 'predictor': option reference names {unknown}, not objectives "
+                                 f"{[o.name for o in self.objectives]}")
+        values = self.minimised()
+        initial = values[np.isfinite(values).all(1)][: self.options["initial"]]
+        auto = np.quantile(initial, self.options["reference_quantile"], axis=0)
+        return np.array([o.sign * given[o.name] if o.name in given else auto[i]
+                         for i, o in enumerate(self.objectives)])
+
+    def _propose(self, n: int) -> np.ndarray:
+        finite = np.isfinite(self.minimised()).all(1).sum() if self._told else 0
+        if finite < max(self.options["initial"], 2):
+            return self.sample_feasible(2 * n)
+        model = self.model()
+        pool = self.candidate_pool(model)
+        if len(pool) == 0:
+            return pool
+        scores, feasible = self.optimistic(pool, model)
+        if feasible.any():
+            pool, scores = pool[feasible], scores[feasible]
+        return pool[self.greedy_batch(scores, n)]
+
+    def greedy_batch(self, scores: np.ndarray, n: int) -> np.ndarray:
+        """Indices of up to `n` candidates, each maximising hypervolume improvement over the observed front plus
+        the earlier picks; candidates that improve nothing go last, most uncertain-looking (best score) first."""
+        ref = self.reference_point()
+        observed = self._observed()
+        front = observed[pareto_mask(observed)] if np.isfinite(observed).all(1).any() else observed[:0]
+        front = front[np.isfinite(front).all(1)]
+        available = np.ones(len(scores), dtype=bool)
+        picks = []
+        for _ in range(min(n, len(scores))):
+            index = np.flatnonzero(available)
+            gain = hypervolume_improvement(scores[index], front, ref)
+            if gain.max() <= 0:
+                rest = index[np.lexsort(scores[index].T[::-1])]
+                picks.extend(rest[: n - len(picks)].tolist())
+                break
+            best = index[int(np.argmax(gain))]
+            picks.append(best)
+            available[best] = False
+            front = np.vstack([front, scores[best][None]])
+        return np.asarray(picks, dtype=np.int64)
