@@ -109,7 +109,7 @@ def _construct(layer: Layer, rngs: nnx.Rngs) -> nnx.Module:
         return Eval(static.MBConvBlock(layer.cin, layer.cout, layer.kernel, layer.stride, layer.expand,
                                        layer.act, bool(layer.se), rngs=rngs))
     if layer.op == "linear" and act is not None:
-        return Eval(static.ConvBNAct(layer.cin, layer.cout, 1, act=act, use_bn=False, bias=True, rngs=rngs))
+        return Eval(static.ConvBNAct(layer.cin, layer.cout, 1, act=act, use_bn=False, rngs=rngs))
     if layer.op == "linear":
         return Eval(static.Classifier(layer.cin, layer.cout, rngs=rngs))
     if layer.op == "relu_conv_bn":

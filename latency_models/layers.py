@@ -11,6 +11,8 @@ import numpy as np
 
 from search_spaces.errors import UserInputError
 
+CHUNK = 32768  # rows per step of the fast evaluators: intermediates stay in cache
+
 OPS = ("conv_bn_act", "mbconv", "gap", "linear", "relu_conv_bn", "avg_pool", "identity", "add", "resblock",
        "bn_act")
 
@@ -212,7 +214,7 @@ class OFAMobileNetV3Layers(SpaceLayers):
         self._m = m
         first = _scaled(m.FIRST_CHANNELS, width_mult)
         final = _scaled(m.FINAL_EXPAND, width_mult)
-        feature = _scaled(m.FEATURE_DIM, width_mult) if width_mult > 1.0 else m.FEATURE_DIM
+        feature = _scaled(m.FEATURE_DIM, width_mult)
         layers: list[Layer] = []
         add = lambda l: layers.index(l) if l in layers else (layers.append(l), len(layers) - 1)[1]
         R, S, B = len(space.resolutions), m.NUM_STAGES, m.MAX_DEPTH
@@ -272,23 +274,40 @@ class OFAMobileNetV3Layers(SpaceLayers):
             shape = [R, S, 1] + [1] * B
             shape[3 + b] = n_opt
             stage += active[:, b].reshape(1, 1, -1, *([1] * B)) * block[:, :, b].reshape(shape)
+        stage[:, 0] += per_layer[self.fixed_ids].sum(1).reshape(R, *([1] * (1 + B)))
         flat = stage.reshape(-1)
-        fixed = per_layer[self.fixed_ids].sum(1)
-        stage_size = stage[0, 0].size
-        stage_offset = np.arange(S, dtype=np.int32) * stage_size
-        n_exp = np.int16(len(m.EXPAND_CHOICES))
+        weights = self._index_weights(R, S, B, n_opt, stage[0, 0].size)
+        n_cols = weights.shape[0]
+
+        stage_offsets = np.arange(S) * stage[0, 0].size
 
         def evaluate(archs):
             a = np.asarray(archs)
             a = a[None] if a.ndim == 1 else a
-            option = (a[:, m.KERNEL].astype(np.int16) * n_exp + a[:, m.EXPAND]).reshape(-1, S, B).astype(np.int32)
-            idx = a[:, m.DEPTH].astype(np.int32)
-            for b in range(B):
-                idx = idx * n_opt + option[:, :, b]
-            r = a[:, m.RESOLUTION].astype(np.int32)
-            idx += stage_offset + (r * (S * stage_size))[:, None]
-            return flat[idx].sum(1) + fixed[r]
+            out = np.empty(len(a))
+            for start in range(0, len(a), CHUNK):
+                chunk = a[start:start + CHUNK, :n_cols]
+                idx = (chunk.astype(np.float32) @ weights).astype(np.int64) + stage_offsets
+                out[start:start + CHUNK] = flat[idx].sum(1)
+            return out
         return evaluate
+
+    def _index_weights(self, R, S, B, n_opt, stage_size) -> np.ndarray:
+        """(D, S) float32: the flat table index of each stage is linear in the choice indices (resolution, depth,
+        kernel, expand), so one BLAS matmul computes all of them exactly (indices stay far below 2**24)."""
+        m = self._m
+        if R * S * stage_size >= 2 ** 24:
+            raise ValueError("ofa_mbv3 fast table too large for exact float32 indexing; use fewer resolutions")
+        n_exp = len(m.EXPAND_CHOICES)
+        weights = np.zeros((m.EXPAND.stop, S), dtype=np.float64)
+        weights[m.RESOLUTION, :] = S * stage_size
+        for s in range(S):
+            weights[m.DEPTH.start + s, s] = n_opt ** B
+            for b in range(B):
+                place = n_opt ** (B - 1 - b)
+                weights[m.KERNEL.start + s * B + b, s] = n_exp * place
+                weights[m.EXPAND.start + s * B + b, s] = place
+        return weights.astype(np.float32)
 
 
 NB201_C, NB201_CELLS, NB201_STAGES, NB201_RES, NB201_CLASSES = 16, 5, 3, 32, 100
