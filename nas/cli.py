@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "nas.commands.devices",
     "nas.commands.profile",
     "nas.commands.search",
+    "nas.commands.latency",
 ]
 
 

@@ -1,0 +1,117 @@
+"""Structural feature groups of architectures for the calibrated predictor, per search space (vectorized)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from search_spaces.space import Space
+
+FeatureGroups = dict[str, np.ndarray]
+
+
+def _one_hot(values: np.ndarray, num: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, C) integer values in 0..num-1 -> (N, C * num) float one-hot, zero where `mask` is False."""
+    out = (values[:, :, None] == np.arange(num)).astype(np.float64)
+    if mask is not None:
+        out *= mask[:, :, None]
+    return out.reshape(values.shape[0], -1)
+
+
+def nb201_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+    """Per-edge active-op one-hots, per-op counts and per-node fan-in of the canonical cell."""
+    from search_spaces.nb201 import EDGES, NUM_NODES, OPS
+
+    canonical = space.canonical(archs)
+    active = space.active(canonical)
+    ops = np.where(active, canonical, 0).astype(np.int64)
+    edge_ops = _one_hot(ops - 1, len(OPS) - 1, active)
+    op_counts = np.stack([(ops == k).sum(1) for k in range(1, len(OPS))], 1).astype(np.float64)
+    targets = np.array([to for to, _ in EDGES])
+    fan_in = np.stack([active[:, targets == node].sum(1) for node in range(1, NUM_NODES)], 1)
+    return {"op_counts": op_counts, "edge_ops": edge_ops, "node_fan_in": _one_hot(fan_in, len(EDGES) // 2 + 1)}
+
+
+def ofa_mbv3_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+    """Resolution one-hot, per-stage depth one-hot, and per-block (kernel, expand) one-hots of active blocks,
+    the latter also scaled by the relative pixel count (block cost grows with resolution squared)."""
+    from search_spaces import ofa_mbv3 as ofa
+
+    archs = space.validate(archs).astype(np.int64)
+    active = space.active(archs)
+    resolution_values = np.asarray(space.hparams["resolutions"], dtype=np.float64)
+    pixels = (resolution_values[archs[:, ofa.RESOLUTION]] / resolution_values.max()) ** 2
+    block_active = active[:, ofa.KERNEL]
+    block_choice = archs[:, ofa.KERNEL] * len(ofa.EXPAND_CHOICES) + archs[:, ofa.EXPAND]
+    block_ops = _one_hot(block_choice, len(ofa.KERNEL_CHOICES) * len(ofa.EXPAND_CHOICES), block_active)
+    return {
+        "resolution": _one_hot(archs[:, [ofa.RESOLUTION]], len(resolution_values)),
+        "stage_depth": _one_hot(archs[:, ofa.DEPTH], len(ofa.DEPTH_CHOICES)),
+        "block_ops": block_ops,
+        "block_ops_pixels": block_ops * pixels[:, None],
+    }
+
+
+def generic_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+    """Any space: one-hot of each active decision of the canonical form."""
+    return {"decisions": space.features(archs).astype(np.float64)}
+
+
+def layer_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+    """Whole-network FLOPs, parameters and memory traffic from `latency_models.layers.layer_table`, when that
+    module knows the space; empty otherwise."""
+    try:
+        from latency_models.layers import layer_table
+    except ImportError:
+        return {}
+    try:
+        table = layer_table(space, archs)
+    except (NotImplementedError, KeyError):
+        return {}
+    return {"layer_costs": _network_costs(table, len(archs))}
+
+
+def _network_costs(table, num_archs: int) -> np.ndarray:
+    """Sums of the table's numeric cost columns per architecture, (N, k), in units of 1e6."""
+    columns = [c for c in ("flops", "macs", "params", "bytes") if c in _column_names(table)]
+    out = np.zeros((num_archs, len(columns)))
+    for j, column in enumerate(columns):
+        values = np.asarray(_column(table, column), dtype=np.float64)
+        if values.ndim == 2:
+            out[:, j] = values.sum(1)
+        else:
+            out[:, j] = np.bincount(np.asarray(_column(table, "arch")), weights=values, minlength=num_archs)
+    return out / 1e6
+
+
+def _column_names(table) -> list[str]:
+    return list(table.keys()) if isinstance(table, dict) else list(getattr(table, "columns", []))
+
+
+def _column(table, name: str):
+    return table[name]
+
+
+SPACE_GROUPS = {"nb201": nb201_groups, "ofa_mbv3": ofa_mbv3_groups}
+
+# Default kernels per space: (feature group, kernel kind). Every group gets its own scale, chosen in `fit`.
+SPACE_KERNELS = {
+    "nb201": [("op_counts", "linear"), ("edge_ops", "linear"), ("node_fan_in", "linear"), ("edge_ops", "poly2"),
+              ("layer_costs", "linear")],
+    "ofa_mbv3": [("resolution", "linear"), ("stage_depth", "linear"), ("block_ops_pixels", "linear"),
+                 ("block_ops", "linear"), ("block_ops_pixels", "poly2"), ("layer_costs", "linear")],
+}
+GENERIC_KERNELS = [("decisions", "linear"), ("decisions", "poly2"), ("layer_costs", "linear")]
+
+
+def feature_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+    """All feature groups this framework knows for `space`, each (N, k) float64."""
+    archs = space.validate(archs)
+    groups = SPACE_GROUPS.get(space.name, generic_groups)(space, archs)
+    groups.update(layer_groups(space, archs))
+    return groups
+
+
+def default_kernels(space: Space, available: FeatureGroups) -> list[tuple[str, str]]:
+    """The space's default kernel list restricted to the feature groups that are available."""
+    kernels = SPACE_KERNELS.get(space.name, GENERIC_KERNELS)
+    return [(group, kind) for group, kind in kernels if group in available]
