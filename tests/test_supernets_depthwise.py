@@ -29,12 +29,22 @@ def _grads(conv, x, kernel, cotangent, stride):
     return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
 
 
-@pytest.mark.parametrize("k", [3, 5, 7])
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+@pytest.mark.parametrize(
+    "k, stride, hw",
+    [(3, 1, (8, 9)), (3, 2, (7, 6)), (5, 1, (7, 6)), (5, 2, (8, 9)), (7, 1, (9, 7)), (7, 2, (8, 8)), (7, 2, (7, 7))],
+)
 def test_matches_lax_grouped_conv_forward_and_gradients(k, stride, hw):
     x, kernel, cotangent = _inputs((2, *hw, 5), k, stride)
     _assert_close(jax.jit(depthwise_conv, static_argnums=2)(x, kernel, stride), depthwise_conv_reference(x, kernel, stride))
+    ours = _grads(depthwise_conv, x, kernel, cotangent, stride)
+    reference = _grads(depthwise_conv_reference, x, kernel, cotangent, stride)
+    _assert_close(ours[0], reference[0])
+    _assert_close(ours[1], reference[1])
+
+
+@pytest.mark.parametrize("k, stride", [(3, 1), (7, 2)])
+def test_large_inputs_split_into_tiles_still_match(k, stride):
+    x, kernel, cotangent = _inputs((2, 19, 13, 4), k, stride, seed=2)
     ours = _grads(depthwise_conv, x, kernel, cotangent, stride)
     reference = _grads(depthwise_conv_reference, x, kernel, cotangent, stride)
     _assert_close(ours[0], reference[0])
