@@ -1,0 +1,140 @@
+"""Exporting a chosen subnet: standalone Orbax params, an ONNX model checked by ONNX Runtime, and loading it back."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nas.checkpoint import Checkpoints
+from search_spaces.errors import UserInputError
+from supernets.static import StaticMobileNetV3
+
+SUBNET_KIND = "hwnas-subnet"
+
+
+def save_params(model: nnx.Module, directory: Path) -> None:
+    checkpoints = Checkpoints(directory, kind=SUBNET_KIND, trees=("state",), max_to_keep=1)
+    checkpoints.save(0, {"state": nnx.state(model).to_pure_dict()}, {})
+    checkpoints.close()
+
+
+def restore_params(model: nnx.Module, directory: Path) -> nnx.Module:
+    checkpoints = Checkpoints(directory, kind=SUBNET_KIND, trees=("state",), create=False)
+    state = nnx.state(model)
+    trees, _ = checkpoints.restore({"state": state.to_pure_dict()})
+    checkpoints.close()
+    nnx.replace_by_pure_dict(state, trees["state"])
+    nnx.update(model, state)
+    return model
+
+
+def export_onnx(model: nnx.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
+    """Writes `model` (inference mode, NHWC input with a dynamic batch) as ONNX through jax2onnx."""
+    from jax2onnx import to_onnx
+
+    to_onnx(lambda x: model(x, train=False), [("B", *input_shape)], model_name=path.stem,
+            return_mode="file", output_path=str(path), input_names=["images"], output_names=["logits"])
+    return path
+
+
+def onnx_session(path: Path, threads: int = 1):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_parity(model: nnx.Module, path: Path, images: np.ndarray) -> float:
+    """Max absolute difference between ONNX Runtime's and JAX's logits on `images`."""
+    session = onnx_session(path)
+    ours = np.asarray(model(jnp.asarray(images), train=False))
+    theirs = session.run(None, {session.get_inputs()[0].name: np.asarray(images, np.float32)})[0]
+    return float(np.max(np.abs(ours - theirs)))
+
+
+def measure_onnx_latency(path: Path, input_shape: tuple[int, int, int], *, warmup: int = 10,
+                         repeats: int = 50) -> dict:
+    """Batch-1 latency of the ONNX model with ONNX Runtime on this CPU: median and spread in ms."""
+    session = onnx_session(path)
+    name = session.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
+    for _ in range(warmup):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {name: x})
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": float(np.median(times)), "p10_ms": float(np.percentile(times, 10)),
+            "p90_ms": float(np.percentile(times, 90)), "repeats": repeats}
+
+
+def accuracy(model: nnx.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    forward = nnx.jit(lambda m, x: jnp.argmax(m(x, train=False), axis=-1))
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        correct += int(np.sum(np.asarray(forward(model, jnp.asarray(images[start:start + batch_size])))
+                              == labels[start:start + batch_size]))
+    return correct / max(len(images), 1)
+
+
+def export_subnet(model: StaticMobileNetV3, out_dir: str | Path, *, info: dict, input_shape: tuple[int, int, int],
+                  test_images: np.ndarray, test_labels: np.ndarray, parity_atol: float = 1e-4,
+                  predicted_host_cpu_ms: float | None = None) -> dict:
+    """Writes `arch.json`, `params/`, `model.onnx` and `metrics.json` into a new directory `out_dir`.
+
+    `info` (architecture string, space, target, budget, predicted metrics, normalisation) goes into arch.json with
+    the network config, so `load_subnet` rebuilds the model without the supernet. Returns the metrics."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise UserInputError(f"subnet directory {out_dir} exists already; exports never overwrite")
+    out_dir.mkdir(parents=True)
+    arch_info = {**info, "input_shape": list(input_shape), "network": model.to_config()}
+    (out_dir / "arch.json").write_text(json.dumps(arch_info, indent=2))
+    save_params(model, out_dir / "params")
+    onnx_path = export_onnx(model, input_shape, out_dir / "model.onnx")
+    diff = onnx_parity(model, onnx_path, test_images[:16])
+    latency = measure_onnx_latency(onnx_path, input_shape)
+    metrics = {"onnx_max_abs_diff": diff, "onnx_parity_atol": parity_atol, "onnx_parity_ok": diff <= parity_atol,
+               "host_cpu_latency_ms_measured": latency["median_ms"], "host_cpu_latency_spread_ms":
+               [latency["p10_ms"], latency["p90_ms"]], "test_accuracy": accuracy(model, test_images, test_labels),
+               "num_test": int(len(test_images))}
+    if predicted_host_cpu_ms is not None:
+        metrics["host_cpu_latency_ms_predicted"] = float(predicted_host_cpu_ms)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+@dataclass
+class LoadedSubnet:
+    """An exported subnet as a callable: `subnet(images)` returns logits for NHWC float images."""
+
+    model: StaticMobileNetV3
+    info: dict
+
+    def __call__(self, images) -> jax.Array:
+        return self.model(jnp.asarray(images, jnp.float32), train=False)
+
+    @property
+    def arch(self) -> str:
+        return self.info["arch"]
+
+
+def load_subnet(path: str | Path) -> LoadedSubnet:
+    """Rebuilds an exported subnet from its directory (arch.json + params/), without the supernet."""
+    path = Path(path)
+    arch_file = path / "arch.json"
+    if not arch_file.is_file() or not (path / "params").is_dir():
+        raise UserInputError(f"{path} is not an exported subnet: expected arch.json and params/ inside it")
+    info = json.loads(arch_file.read_text())
+    model = StaticMobileNetV3.from_config(info["network"], rngs=nnx.Rngs(0))
+    return LoadedSubnet(restore_params(model, path / "params"), info)
