@@ -7,7 +7,7 @@ from scipy.stats import kendalltau
 from nas.accuracy_predictor import TRACES, EnsemblePredictor, padded_size
 from search_spaces.errors import UserInputError
 
-SMALL = dict(members=3, hidden=(16,), steps=60, learning_rate=1e-2)
+SMALL = dict(members=3, hidden=(16,), steps=200, learning_rate=1e-2)
 
 
 def _data(n, width=12, seed=0):
