@@ -163,34 +163,55 @@ class MetricModel:
     theta: np.ndarray
     alpha: np.ndarray
     stats: dict
+    ratio_to: str = ""
 
-    def predict(self, terms: list[KernelTerm], groups: dict[str, np.ndarray]) -> np.ndarray:
+    def predict(self, terms: list[KernelTerm], groups: dict[str, np.ndarray],
+                predicted: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The metric for the architectures whose features are `groups`; a ratio model (e.g. energy per
+        latency) multiplies the already `predicted` metric it is a ratio to."""
         z = np.zeros(next(iter(groups.values())).shape[0])
         for t, term in zip(self.theta, terms):
             if t > 0:
                 z += t * term.apply(groups[term.group], self.alpha)
-        return _inverse(z * self.std + self.mean, self.target, self.floor)
+        values = _inverse(z * self.std + self.mean, self.target, self.floor)
+        return values * predicted[self.ratio_to] if self.ratio_to else values
 
     def to_json(self) -> dict:
         return {"target": self.target, "mean": self.mean, "std": self.std, "floor": self.floor,
-                "theta": self.theta.tolist(), "alpha": self.alpha.tolist(), "stats": self.stats}
+                "theta": self.theta.tolist(), "alpha": self.alpha.tolist(), "stats": self.stats,
+                "ratio_to": self.ratio_to}
 
     @classmethod
     def from_json(cls, d: dict) -> "MetricModel":
         return cls(d["target"], float(d["mean"]), float(d["std"]), float(d["floor"]), np.asarray(d["theta"], float),
-                   np.asarray(d["alpha"], float), dict(d["stats"]))
+                   np.asarray(d["alpha"], float), dict(d["stats"]), str(d.get("ratio_to", "")))
 
 
-def fit_metric(grams: list[np.ndarray], measured: np.ndarray, targets=("linear", "log")) -> MetricModel:
-    """Chooses the target transform and kernel scales by robust leave-one-out error, then fits. Runs BLAS on one
-    thread: the many small solves are slower multi-threaded, much slower on a busy machine."""
+def fit_metric(grams: list[np.ndarray], measured: np.ndarray, base: tuple | None = None,
+               targets=("linear", "log")) -> tuple[MetricModel, np.ndarray]:
+    """Chooses the target transform and kernel scales by robust leave-one-out error, then fits; returns the model
+    and its leave-one-out predictions. With `base` = (name, measured, leave-one-out predictions) of another
+    metric, also fits this metric as a ratio to that one (energy = latency x average power) and keeps the better.
+    Runs BLAS on one thread: the many small solves are slower multi-threaded, much slower on a busy machine."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _fit_metric(grams, measured, targets)
+        direct, direct_loo = _fit_metric(grams, measured, targets)
+        if base is None:
+            return direct, direct_loo
+        name, base_measured, base_loo = base
+        ratio, ratio_loo = _fit_metric(grams, measured / base_measured, targets)
+        ratio_loo = ratio_loo * base_loo
+        ratio_loss, direct_loss = _loss(ratio_loo, measured), direct.stats["loo_trimmed_log_error"]
+        choice = (direct, direct_loo) if direct_loss <= ratio_loss else (ratio, ratio_loo)
+        choice[0].ratio_to = "" if choice[0] is direct else name
+        choice[0].stats.update({"loo_trimmed_log_error": min(direct_loss, ratio_loss),
+                                "ratio_to_" + name + "_loss": ratio_loss, "direct_loss": direct_loss,
+                                **{"loo_" + k: v for k, v in accuracy(choice[1], measured).items()}})
+        return choice
 
 
-def _fit_metric(grams, measured, targets) -> MetricModel:
+def _fit_metric(grams, measured, targets) -> tuple[MetricModel, np.ndarray]:
     floor = float(measured.min() * 1e-3)
     fits = {}
     for target in targets:
@@ -205,7 +226,7 @@ def _fit_metric(grams, measured, targets) -> MetricModel:
                    "downweighted_samples": int(np.sum(weights < 1)),
                    "target_losses": {t: f[0] for t, f in fits.items()},
                    **{"loo_" + k: v for k, v in accuracy(loo_predicted, measured).items()}}
-    return model
+    return model, loo_predicted
 
 
 def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict:
@@ -250,7 +271,11 @@ class CalibratedPredictor:
                                  f"{space.name!r}; available: {sorted(groups)}")
         terms = [KernelTerm.build(group, kind, groups[group]) for group, kind in kernels]
         grams = [term.matrix() for term in terms]
-        models = {name: fit_metric(grams, np.asarray(values, dtype=np.float64)) for name, values in measured.items()}
+        models, base = {}, None
+        for name in sorted(measured, key=lambda m: m != "latency_ms"):
+            values = np.asarray(measured[name], dtype=np.float64)
+            models[name], loo = fit_metric(grams, values, base)
+            base = base or (name, values, loo)
         info = {"device": device, "source": source, "distinct_architectures": int(len(archs)),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         return cls(space.config(), terms, models, info)
@@ -271,8 +296,10 @@ class CalibratedPredictor:
         out = {name: np.empty(len(archs)) for name in self.models}
         for start in range(0, len(archs), PREDICT_CHUNK):
             groups = feature_groups(space, archs[start:start + PREDICT_CHUNK])
+            chunk: dict[str, np.ndarray] = {}
             for name, model in self.models.items():
-                out[name][start:start + PREDICT_CHUNK] = model.predict(self.terms, groups)
+                chunk[name] = model.predict(self.terms, groups, chunk)
+                out[name][start:start + PREDICT_CHUNK] = chunk[name]
         return out
 
     def describe(self) -> dict:
