@@ -18,6 +18,9 @@ COMMAND_MODULES = [
     "nas.commands.profile",
     "nas.commands.search",
     "nas.commands.latency",
+    "nas.commands.run",
+    "nas.commands.export",
+    "nas.commands.report",
 ]
 
 

@@ -166,7 +166,8 @@ def build_sections(run_dir: Path) -> list[Section]:
         rows = read_csv(directory / "history.csv")
         meta_file = directory / "target.json"
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        chosen = [s for s in subnets if s.get("target") == meta.get("target", target)]
+        name = meta.get("target", target)
+        chosen = [{**s, **c} for s in subnets for c in s.get("chosen_for", [s]) if c.get("target") == name]
         budgets = [float(b) for b in meta.get("budgets_ms", [])]
         slug = target.replace("/", "_").replace("@", "_")
         section = Section(f"Target {meta.get('target', target)}")
@@ -176,9 +177,12 @@ def build_sections(run_dir: Path) -> list[Section]:
              if {"latency_ms", "accuracy"} <= set(s.get("predicted", {}))], images / f"pareto_{slug}.png"),
             f"{len(rows)} evaluated subnets; dashed lines: budgets; stars: exported subnets"))
         if chosen:
-            header = ["subnet", "budget (ms)", "accuracy", "latency (ms)", "energy (mJ)", "ONNX parity", "arch"]
+            header = ["subnet", "budget (ms)", "val accuracy", "latency (ms)", "energy (mJ)", "test accuracy",
+                      "host-cpu measured (ms)", "ONNX max diff", "arch"]
             table = [[s["id"], _fmt(s.get("budget_ms", "")), _fmt(s["predicted"].get("accuracy", "")),
                       _fmt(s["predicted"].get("latency_ms", "")), _fmt(s["predicted"].get("energy_mj", "")),
+                      _fmt(s.get("metrics", {}).get("test_accuracy", "")),
+                      _fmt(s.get("metrics", {}).get("host_cpu_latency_ms_measured", "")),
                       _fmt(s.get("metrics", {}).get("onnx_max_abs_diff", "")), s["arch"]] for s in chosen]
             section.tables.append(("Chosen subnets", header, table))
         curves[meta.get("target", target)] = hypervolume_curve(rows)

@@ -1,0 +1,271 @@
+"""`nas run`: config → data → supernet → latency models per target → search per budget → export → report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nas.config import ExperimentConfig, dump_config, load_config
+from nas.run_dir import RunDir, open_run
+from search_spaces.errors import UserInputError
+
+STAGES = ("data", "train", "latency", "search", "export", "report")
+STAGES_FILE = "stages.json"
+HOST_DEVICE = "host-cpu"
+
+
+class StageFailed(RuntimeError):
+    """A stage raised; earlier stages' outputs are intact and `--resume` retries from this stage."""
+
+
+@dataclass
+class RunContext:
+    config: ExperimentConfig
+    run: RunDir
+    ray_address: str | None
+    progress: bool
+
+    @property
+    def space(self):
+        return self.config.build_space()
+
+    def layer_options(self, num_classes: int) -> dict:
+        return {"width_mult": self.config.supernet.width_mult, "num_classes": num_classes}
+
+
+def read_stages(run: RunDir) -> dict:
+    path = run.root / STAGES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def mark_done(run: RunDir, stage: str, summary: dict) -> None:
+    stages = read_stages(run)
+    stages[stage] = {"done": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
+    tmp = run.root / f".{STAGES_FILE}.tmp"
+    tmp.write_text(json.dumps(stages, indent=2))
+    tmp.replace(run.root / STAGES_FILE)
+
+
+def stage_data(ctx: RunContext) -> dict:
+    from nas.train import load_data, num_classes_of
+
+    data = load_data(ctx.config)
+    return {"num_classes": num_classes_of(ctx.config, data), "channels": data.channels,
+            "sizes": {s: len(data.split(s)) for s in ("train", "val", "test")}}
+
+
+def stage_train(ctx: RunContext) -> dict:
+    from nas.train import train_and_evaluate
+
+    return train_and_evaluate(ctx.config, resume=True, progress=ctx.progress)
+
+
+def lut_path(ctx: RunContext, device: str) -> Path:
+    return ctx.run.luts / f"{device}.json"
+
+
+def stage_latency(ctx: RunContext) -> dict:
+    """Measures the host-cpu table for real (resumable); builds roofline tables for devices not at hand."""
+    from latency_models.profiler import profile
+    from latency_models.roofline import roofline_table
+
+    num_classes = read_stages(ctx.run)["data"]["num_classes"]
+    options = ctx.layer_options(num_classes)
+    ctx.run.luts.mkdir(exist_ok=True)
+    made = {}
+    for target in ctx.config.targets:
+        if target.latency_model == "predictor":
+            made[target.device] = "predictor"
+            continue
+        path = lut_path(ctx, target.device)
+        if target.device == HOST_DEVICE and target.latency_model == "lut":
+            profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), layer_options=options,
+                    progress=ctx.progress)
+            made[target.device] = "measured"
+        elif not path.exists():
+            roofline_table(ctx.space, target.device, **options).save(path)
+            made[target.device] = "roofline"
+    return {"tables": made}
+
+
+def search_targets(config: ExperimentConfig) -> list:
+    from nas.search import Target
+    from nas.strategies import Constraint, Objective
+
+    targets = []
+    for t in config.targets:
+        energy = tuple(Constraint("energy_mj", float(e)) for e in t.energy_budgets_mj)
+        objectives = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
+        if energy:
+            objectives += (Objective("energy_mj", "min"),)
+        for budget in t.budgets_ms:
+            targets.append(Target(f"{t.device}@{budget:g}ms", objectives,
+                                  (Constraint("latency_ms", float(budget)),) + energy, device=t.device))
+    return targets
+
+
+def latency_paths(ctx: RunContext) -> dict:
+    return {t.device: str(t.predictor if t.latency_model == "predictor" else lut_path(ctx, t.device))
+            for t in ctx.config.targets}
+
+
+def stage_search(ctx: RunContext) -> dict:
+    from nas.search import run_multi_target_search
+
+    s = ctx.config.search
+    kinds = {t.latency_model for t in ctx.config.targets}
+    if len(kinds) > 1:
+        raise UserInputError(f"{ctx.run.config}: targets mix latency models {sorted(kinds)}; one run uses one kind")
+    out = ctx.run.root / "search"
+    num_classes = read_stages(ctx.run)["data"]["num_classes"]
+    result = run_multi_target_search(
+        ctx.space, f"supernet:{ctx.run.root}", search_targets(ctx.config), out=out, budget=s.budget,
+        strategy=s.strategy, seed=ctx.config.seed, population=s.population, resume=out.exists(),
+        latency_model="predictor" if kinds == {"predictor"} else "lut", latency_paths=latency_paths(ctx),
+        layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address, num_actors=s.num_actors,
+        progress=ctx.progress)
+    return {"evaluations": int(result.expensive_evaluations), "targets": sorted(result.targets)}
+
+
+def chosen_subnets(ctx: RunContext, only: str | None = None) -> list[dict]:
+    """Per target (device, budget): the most accurate feasible architectures of its search, best first; `only`
+    keeps the targets of one device or one target name."""
+    from nas.report import read_csv
+
+    chosen = []
+    limit = ctx.config.export.max_subnets_per_target
+    targets = search_targets(ctx.config)
+    if only is not None:
+        targets = [t for t in targets if only in (t.name, t.device)]
+        if not targets:
+            raise UserInputError(f"--target {only!r} is not a target of this run; targets: "
+                                 f"{[t.name for t in search_targets(ctx.config)]} (or a device name)")
+    for target in targets:
+        path = ctx.run.root / "search" / target.name / "pareto.csv"
+        rows = read_csv(path) if path.exists() else []
+        rows = [r for r in rows if all(float(r[c.metric]) <= c.upper_bound for c in target.constraints)]
+        rows.sort(key=lambda r: -float(r["accuracy"]))
+        for rank, row in enumerate(rows[:limit]):
+            chosen.append({"target": target.name, "device": target.device, "rank": rank,
+                           "budget_ms": target.constraints[0].upper_bound, "arch": row["arch"],
+                           "predicted": {k: float(v) for k, v in row.items() if k in
+                                         ("accuracy", "latency_ms", "energy_mj")}})
+        (ctx.run.root / "search" / target.name / "target.json").write_text(json.dumps(
+            {"target": target.name, "device": target.device,
+             "budgets_ms": [c.upper_bound for c in target.constraints if c.metric == "latency_ms"]}))
+    return chosen
+
+
+def stage_export(ctx: RunContext, only: str | None = None) -> dict:
+    """Extracts, exports and verifies each chosen subnet once (subnets chosen by several targets are shared)."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from latency_models import build_cost_model
+    from nas.export import export_subnet
+    from nas.train import load_data, load_trained_supernet, resized_images
+    from supernets.bn_calibration import calibrate_bn
+    from supernets.extract import extract
+
+    model, space, config = load_trained_supernet(ctx.run.root)
+    data = load_data(config)
+    host = next((t for t in config.targets if t.device == HOST_DEVICE), None)
+    host_model = None
+    if host is not None:
+        host_model = build_cost_model(space, HOST_DEVICE, "predictor" if host.latency_model == "predictor" else "lut",
+                                      latency_paths(ctx)[HOST_DEVICE])
+    by_arch: dict[str, list[dict]] = {}
+    for choice in chosen_subnets(ctx, only):
+        by_arch.setdefault(choice["arch"], []).append(choice)
+    results = {}
+    for arch_text, choices in by_arch.items():
+        arch = space.from_string(arch_text)
+        subnet_id = f"{int(space.hash(arch)[0]):016x}"
+        out = ctx.run.subnet(subnet_id)
+        if (out / "metrics.json").exists():
+            results[subnet_id] = json.loads((out / "metrics.json").read_text())
+            continue
+        resolution = space.resolutions[int(arch[0])]
+        stream = data.batches("train", config.train.batch_size, seed=config.seed + 1, augment=False)
+        batches = [resized_images(stream.batch(0, i).images, resolution)
+                   for i in range(min(config.train.bn_calibration_batches, stream.num_batches))]
+        saved = nnx.clone(nnx.state(model))
+        calibrate_bn(model, jnp.asarray(arch), batches)
+        static = extract(model, jnp.asarray(arch))
+        nnx.update(model, saved)
+        test = data.test.resized(resolution)
+        predicted = None if host_model is None else float(host_model.predict(arch)["latency_ms"][0])
+        info = {"arch": arch_text, "space": space.config(), "subnet_id": subnet_id,
+                "target": choices[0]["target"], "budget_ms": choices[0]["budget_ms"],
+                "predicted": choices[0]["predicted"], "chosen_for": choices,
+                "normalization": {"mean": np.asarray(data.mean).tolist(), "std": np.asarray(data.std).tolist()},
+                "class_names": list(data.class_names)}
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)  # a half-written export of this very subnet (no metrics.json): redo it
+        results[subnet_id] = export_subnet(static, out, info=info, input_shape=(resolution, resolution,
+                                                                                data.channels),
+                                           test_images=test.images, test_labels=test.labels,
+                                           parity_atol=config.export.parity_atol, predicted_host_cpu_ms=predicted)
+    failed = [k for k, m in results.items() if not m["onnx_parity_ok"]]
+    if failed:
+        raise UserInputError(f"ONNX parity failed for subnets {failed} (max abs difference above "
+                             f"{config.export.parity_atol}); see their metrics.json")
+    return {"subnets": sorted(results)}
+
+
+def stage_report(ctx: RunContext) -> dict:
+    from nas.report import write_report
+
+    return {"report": str(write_report(ctx.run.root))}
+
+
+STAGE_FUNCTIONS = {"data": stage_data, "train": stage_train, "latency": stage_latency, "search": stage_search,
+                   "export": stage_export, "report": stage_report}
+
+
+def open_existing(run_dir: str | Path, *, ray_address: str | None = None, progress: bool = True) -> RunContext:
+    """The context of a run directory written by `nas run` (for `nas export` and `nas report`)."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise UserInputError(f"{run.root} is not a run directory: {run.config} does not exist")
+    return RunContext(load_config(run.config), run, ray_address, progress)
+
+
+def run_experiment(config_path: str | Path, *, resume: bool = False, ray_address: str | None = None,
+                   progress: bool = True, stop_after: str | None = None) -> RunDir:
+    """Runs every stage of the experiment in `config_path`; with `resume`, stages already done are skipped and an
+    interrupted one continues from its own saved state."""
+    config = load_config(config_path)
+    if not config.targets:
+        raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms")
+    if config.space.name != "ofa_mbv3":
+        raise UserInputError(f"{config_path}: space.name = {config.space.name!r}: `nas run` trains a supernet and "
+                             "supports 'ofa_mbv3'; search other spaces with `nas search`")
+    for i, target in enumerate(config.targets):
+        if not target.budgets_ms:
+            raise UserInputError(f"{config_path}: targets[{i}].budgets_ms is empty; give at least one budget")
+    if stop_after is not None and stop_after not in STAGES:
+        raise UserInputError(f"stop_after = {stop_after!r}; allowed: {list(STAGES)}")
+    run = open_run(config, dump_config(config), resume=resume)
+    ctx = RunContext(config, run, ray_address, progress)
+    for stage in STAGES:
+        if read_stages(run).get(stage, {}).get("done"):
+            print(f"[nas run] {stage}: done earlier, skipped")
+        else:
+            print(f"[nas run] {stage} ...", flush=True)
+            started = time.perf_counter()
+            try:
+                summary = STAGE_FUNCTIONS[stage](ctx)
+            except UserInputError as e:
+                raise UserInputError(f"stage {stage!r} failed: {e} (earlier stages are kept; fix it and rerun with "
+                                     "--resume)") from None
+            mark_done(run, stage, {**summary, "seconds": round(time.perf_counter() - started, 1)})
+        if stage == stop_after:
+            break
+    return run
