@@ -142,10 +142,35 @@ def _fill(path, leaf, rng: np.random.Generator):
     return (rng.standard_normal(leaf.shape) * 0.1).astype(leaf.dtype)
 
 
-def build_module(layer: Layer, seed: int = 0) -> nnx.Module:
-    """The layer as an NNX module with random weights (built abstractly, so no initializer is compiled)."""
-    abstract = nnx.eval_shape(lambda: _construct(layer, nnx.Rngs(seed)))
-    graphdef, state = nnx.split(abstract)
+def filled(construct, seed: int = 0) -> nnx.Module:
+    """`construct()`'s module with random weights, built abstractly so no initializer is compiled."""
+    graphdef, state = nnx.split(nnx.eval_shape(construct))
     rng = np.random.default_rng(seed)
     state = jax.tree_util.tree_map_with_path(lambda p, x: _fill(p, x, rng), state)
     return nnx.merge(graphdef, state)
+
+
+def build_module(layer: Layer, seed: int = 0) -> nnx.Module:
+    """The layer as an NNX module with random weights."""
+    return filled(lambda: _construct(layer, nnx.Rngs(seed)), seed)
+
+
+def _conv_config(layer: Layer, use_bn: bool = True) -> dict:
+    return {"name": "ConvBNAct", "in_channels": layer.cin, "out_channels": layer.cout, "kernel": layer.kernel,
+            "stride": layer.stride, "groups": 1, "act": None if layer.act == "none" else layer.act,
+            "use_bn": use_bn, "bias": False}
+
+
+def ofa_static_config(space, arch, **layer_options) -> dict:
+    """The `supernets.static.StaticMobileNetV3` config of an ofa_mbv3 architecture, from its layer enumeration
+    (the same layers the lookup table sums), so a subnet can be built and timed without a trained supernet."""
+    from latency_models.layers import layer_table
+    table = layer_table(space, arch, **layer_options)
+    run = [table.layers[i] for i, c in zip(table.index[0], table.count[0]) if c > 0]
+    blocks = [{"name": "MBConvBlock", "in_channels": l.cin, "out_channels": l.cout, "kernel": l.kernel,
+               "stride": l.stride, "expand_channels": l.expand, "act": l.act, "se": bool(l.se)}
+              for l in run if l.op == "mbconv"]
+    feature_mix, classifier = run[-2], run[-1]
+    return {"name": "StaticMobileNetV3", "first_conv": _conv_config(run[0]), "blocks": blocks,
+            "final_expand": _conv_config(run[-4]), "feature_mix": _conv_config(feature_mix, use_bn=False),
+            "classifier": {"name": "Classifier", "in_features": classifier.cin, "out_features": classifier.cout}}
