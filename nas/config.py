@@ -107,6 +107,16 @@ class SearchConfig(Section):
     mutation_prob: float = field(0.1, ge=0, le=1)
     num_actors: Optional[int] = field(None, ge=1, doc="Ray actors for the supernet evaluator (default: CPUs)")
     storage: Optional[str] = field(None, doc="Optuna storage URL (default: SQLite under the run)")
+    evaluator: Optional[str] = field(None, doc="table:PATH to search a measured table instead of the supernet")
+    constraints: list[str] = field(default_factory=list, doc="table searches: e.g. latency_ms<=5")
+
+    def check(self, path: str) -> None:
+        if self.evaluator is not None and not self.evaluator.startswith("table:"):
+            raise UserInputError(f"{self.check_source}: {path}.evaluator = {self.evaluator!r} is not allowed; "
+                                 "allowed: table:PATH (leave it out to evaluate with the run's supernet)")
+        if self.constraints and self.evaluator is None:
+            raise UserInputError(f"{self.check_source}: {path}.constraints apply to table searches; budgets of "
+                                 "supernet runs go in targets[].budgets_ms")
 
 
 @dataclasses.dataclass
@@ -138,6 +148,9 @@ class ExperimentConfig(Section):
         space = get_space(self.space.name, **self.space.hparams())
         if self.space.name == "ofa_mbv3":
             self._check_phase_choices(space)
+        if self.search.evaluator is None and self.space.name != "ofa_mbv3":
+            raise UserInputError(f"{self.check_source}: space.name = {self.space.name!r} has no supernet yet; "
+                                 "set search.evaluator: table:PATH, or use space ofa_mbv3")
 
     def _check_phase_choices(self, space) -> None:
         from search_spaces import ofa_mbv3

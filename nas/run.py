@@ -113,13 +113,32 @@ def latency_paths(ctx: RunContext) -> dict:
             for t in ctx.config.targets}
 
 
+def stage_table_search(ctx: RunContext) -> dict:
+    """A search over a measured table (`search.evaluator: table:PATH`): objectives and constraints from `search`."""
+    from nas.search import Target, run_search
+
+    s = ctx.config.search
+    out = ctx.run.root / "search" / "table"
+    target = Target("table", tuple(s.objectives), tuple(s.constraints))
+    result = run_search(ctx.space, s.evaluator, target.objectives, constraints=target.constraints, out=out,
+                        budget=s.budget, strategy=s.strategy, seed=ctx.config.seed, population=s.population,
+                        resume=out.exists(), progress=ctx.progress)
+    bounds = [c.upper_bound for c in target.constraints if c.metric == "latency_ms"]
+    (out / "target.json").write_text(json.dumps({"target": "table", "budgets_ms": bounds,
+                                                 "evaluator": s.evaluator}))
+    return {"evaluations": int(result.expensive_evaluations), "front": len(next(iter(result.pareto.values()), []))}
+
+
 def stage_search(ctx: RunContext) -> dict:
     from nas.search import run_multi_target_search
 
     s = ctx.config.search
-    kinds = {t.latency_model for t in ctx.config.targets}
+    if s.evaluator is not None:
+        return stage_table_search(ctx)
+    kinds = {"predictor" if t.latency_model == "predictor" else "lut" for t in ctx.config.targets}
     if len(kinds) > 1:
-        raise UserInputError(f"{ctx.run.config}: targets mix latency models {sorted(kinds)}; one run uses one kind")
+        raise UserInputError(f"{ctx.run.config}: targets mix calibrated predictors with tables; one run uses "
+                             "predictors for every target or for none")
     out = ctx.run.root / "search"
     num_classes = read_stages(ctx.run)["data"]["num_classes"]
     result = run_multi_target_search(
@@ -225,6 +244,7 @@ def stage_report(ctx: RunContext) -> dict:
     return {"report": str(write_report(ctx.run.root))}
 
 
+TABLE_STAGES = ("search", "report")
 STAGE_FUNCTIONS = {"data": stage_data, "train": stage_train, "latency": stage_latency, "search": stage_search,
                    "export": stage_export, "report": stage_report}
 
@@ -242,19 +262,18 @@ def run_experiment(config_path: str | Path, *, resume: bool = False, ray_address
     """Runs every stage of the experiment in `config_path`; with `resume`, stages already done are skipped and an
     interrupted one continues from its own saved state."""
     config = load_config(config_path)
-    if not config.targets:
-        raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms")
-    if config.space.name != "ofa_mbv3":
-        raise UserInputError(f"{config_path}: space.name = {config.space.name!r}: `nas run` trains a supernet and "
-                             "supports 'ofa_mbv3'; search other spaces with `nas search`")
-    for i, target in enumerate(config.targets):
-        if not target.budgets_ms:
-            raise UserInputError(f"{config_path}: targets[{i}].budgets_ms is empty; give at least one budget")
-    if stop_after is not None and stop_after not in STAGES:
-        raise UserInputError(f"stop_after = {stop_after!r}; allowed: {list(STAGES)}")
+    stages = STAGES if config.search.evaluator is None else TABLE_STAGES
+    if config.search.evaluator is None:
+        if not config.targets:
+            raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms")
+        for i, target in enumerate(config.targets):
+            if not target.budgets_ms:
+                raise UserInputError(f"{config_path}: targets[{i}].budgets_ms is empty; give at least one budget")
+    if stop_after is not None and stop_after not in stages:
+        raise UserInputError(f"--stop-after {stop_after!r}; allowed: {list(stages)}")
     run = open_run(config, dump_config(config), resume=resume)
     ctx = RunContext(config, run, ray_address, progress)
-    for stage in STAGES:
+    for stage in stages:
         if read_stages(run).get(stage, {}).get("done"):
             print(f"[nas run] {stage}: done earlier, skipped")
         else:
