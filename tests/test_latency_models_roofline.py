@@ -1,6 +1,7 @@
 """Roofline: compute- vs memory-bound layers, faster devices predict less, tables labelled estimated."""
 
 import numpy as np
+import pytest
 
 from latency_models.devices import get_device
 from latency_models.layers import Layer
@@ -31,3 +32,20 @@ def test_roofline_table_is_estimated_and_orders_subnets():
     assert 0 < small < large
     faster = roofline_table(space, "jetson-agx-orin").predict(space, space.largest())[0]
     assert faster < large
+
+
+def test_roofline_ranks_real_pi5_measurements():
+    import csv
+    from pathlib import Path
+
+    from scipy.stats import spearmanr
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_pi5_onnx_cifar100.csv"
+    if not path.exists():
+        pytest.skip(f"{path} (NAS-Bench-201 Raspberry Pi 5 measurements) is not present")
+    rows = list(csv.DictReader(path.open()))
+    space = get_space("nb201")
+    archs = space.parse([r["arch"] for r in rows[:3000]])
+    measured = np.array([float(r["latency_ms"]) for r in rows[:3000]])
+    predicted = roofline_table(space, "raspberry-pi-5").predict(space, archs)
+    assert spearmanr(predicted, measured).statistic > 0.7
+    assert 0.5 < np.median(predicted / measured) < 2.0
