@@ -76,9 +76,10 @@ def _predictor_cost_model(space, device, path) -> CostModel:
 
 
 def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir=None, tables_dir=None,
-                     precision: str | None = None) -> CostModel:
+                     precision: str | None = None, layer_options: dict | None = None) -> CostModel:
     """kind 'lut': the table at `path`, else the device's measured table covering the space, else a roofline
-    estimate (labelled estimated); 'roofline': always the estimate; 'predictor': latency B's calibrated model."""
+    estimate (labelled estimated); 'roofline': always the estimate; 'predictor': latency B's calibrated model.
+    `layer_options` (num_classes, width_mult) shape the estimated tables; measured tables carry their own."""
     if kind not in KINDS:
         raise UserInputError(f"latency model kind {kind!r} is not one of {list(KINDS)}")
     device = get_device(device, devices_dir)
@@ -90,5 +91,5 @@ def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir
         return _table_cost_model(space, device, table, kind)
     table = _find_measured_table(space, device, tables_dir) if kind == "lut" else None
     if table is None:
-        table = roofline_table(space, device, precision)
+        table = roofline_table(space, device, precision, **dict(layer_options or {}))
     return _table_cost_model(space, device, table, kind)

@@ -72,3 +72,15 @@ def test_measured_tables_found_by_device_prefix(tmp_path):
 def test_precision_without_peak_is_an_error():
     with pytest.raises(UserInputError, match="int8"):
         get_device("jetson-nano").peak("int8")
+
+
+def test_nas_devices_command(capsys, tmp_path):
+    from nas.cli import main
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "jetson-orin-nano" in out and "measured tables" in out
+    assert main(["devices", "pixel-7"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"]["peak_gflops"]
+    assert main(["devices", "pixel-99"]) == 2
+    assert "known devices" in capsys.readouterr().err
+    assert main(["profile", "--space", "nb201", "--device", "pixel-99", "--out", str(tmp_path / "t.json")]) == 2
