@@ -148,6 +148,16 @@ class LayerTable:
     def bytes(self, bytes_per_element: int = 4) -> np.ndarray:
         return self.per_slot([layer_bytes(l, bytes_per_element) for l in self.layers])
 
+    columns = ("macs", "flops", "params", "bytes")
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        """(N, L) per-slot `macs`, `flops` (2 x MACs), `params` or `bytes` (fp32)."""
+        if column not in self.columns:
+            raise KeyError(f"layer table column {column!r}; columns: {self.columns}")
+        if column == "bytes":
+            return self.bytes()
+        return 2.0 * self.macs if column == "flops" else getattr(self, column)
+
     def totals(self, bytes_per_element: int = 4) -> dict[str, np.ndarray]:
         """(N,) sums per architecture: macs, params (of the layers run), bytes, number of layers run."""
         return {"macs": self.macs.sum(1), "params": self.params.sum(1),

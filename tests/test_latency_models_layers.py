@@ -73,3 +73,12 @@ def test_nb201_only_active_edges_count():
 def test_unknown_space_is_a_clear_error():
     with pytest.raises(UserInputError, match="ofa_mbv3"):
         space_layers(get_space("encdec"))
+
+
+def test_columns_are_per_slot_arrays(ofa):
+    table = layer_table(ofa, ofa.sample(4, 0))
+    assert set(table.columns) == {"macs", "flops", "params", "bytes"}
+    np.testing.assert_allclose(table["flops"].sum(1), 2 * table.totals()["macs"])
+    assert table["bytes"].shape == table.index.shape
+    with pytest.raises(KeyError):
+        table["latency"]
