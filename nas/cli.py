@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "nas.commands.arch",
     "nas.commands.validate",
     "nas.commands.train",
+    "nas.commands.train",
     "nas.commands.devices",
     "nas.commands.profile",
     "nas.commands.search",

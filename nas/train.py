@@ -1,0 +1,292 @@
+"""Supernet training: optimizer, sandwich train step with in-place distillation, phases, resumable runs, loading."""
+
+from __future__ import annotations
+
+import resource
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from nas.checkpoint import Checkpoints
+from nas.config import dump_config, load_config
+from nas.phases import Phase, build_phases, subnets_of_step
+from nas.run_dir import MetricsLog, RunDir, open_run
+from search_spaces.errors import UserInputError
+
+CHECKPOINT_KIND = "hwnas-supernet-train-v1"
+CHECKPOINT_TREES = ("model", "optimizer")
+METRIC_FIELDS = ("step", "phase", "loss", "lr", "resolution", "subnets", "step_time_s", "val_acc_largest",
+                 "val_acc_smallest")
+
+
+def create_model(config, space, num_classes: int, in_channels: int = 3):
+    """The OFA MobileNetV3 supernet of `config`, initialised from `config.seed`."""
+    from supernets.ofa_mbv3 import OFAMobileNetV3
+
+    return OFAMobileNetV3(space, width_mult=config.supernet.width_mult, num_classes=num_classes,
+                          in_channels=in_channels, rngs=nnx.Rngs(config.seed))
+
+
+def decay_mask(params):
+    """Weight decay on kernels only: not on BN scales and offsets nor biases (the 1-D parameters)."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def create_optimizer(model, train_config) -> nnx.Optimizer:
+    """SGD with Nesterov momentum or AdamW; the learning rate is a hyperparameter `train_step` sets every step."""
+
+    def transform(learning_rate):
+        if train_config.optimizer == "sgd":
+            return optax.chain(optax.add_decayed_weights(train_config.weight_decay, decay_mask),
+                               optax.sgd(learning_rate, momentum=train_config.momentum, nesterov=True))
+        return optax.adamw(learning_rate, weight_decay=train_config.weight_decay, mask=decay_mask)
+
+    return nnx.Optimizer(model, optax.inject_hyperparams(transform)(learning_rate=0.0), wrt=nnx.Param)
+
+
+def reset_optimizer(optimizer: nnx.Optimizer, model) -> None:
+    """Fresh optimizer state (momentum, step count) in place, as at the start of each phase."""
+    nnx.update(optimizer, nnx.state(nnx.Optimizer(model, optimizer.tx, wrt=nnx.Param)))
+    commit_to_device(optimizer)
+
+
+def commit_to_device(*nodes) -> None:
+    """Places every array of `nodes` on the default device explicitly. Fresh, restored and step-output arrays
+    then look the same to `jit`, which would otherwise compile `train_step` again for each kind."""
+    device = jax.devices()[0]
+    for node in nodes:
+        nnx.update(node, jax.tree.map(lambda a: jax.device_put(a, device), nnx.as_pure(nnx.state(node))))
+
+
+def smoothed_targets(labels: np.ndarray, num_classes: int, label_smoothing: float) -> jnp.ndarray:
+    """One-hot labels with label smoothing a: 1 - a + a/C on the true class, a/C elsewhere."""
+    targets = np.full((len(labels), num_classes), label_smoothing / num_classes, dtype=np.float32)
+    targets[np.arange(len(labels)), labels] += 1.0 - label_smoothing
+    return jnp.asarray(targets)
+
+
+def soft_cross_entropy(logits, targets):
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+
+
+@nnx.jit(static_argnames="distill")
+def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
+    """One update from the (K, D) subnets `archs` on one batch, gradients summed over the subnets.
+
+    Subnet 0 learns from `hard`, the (N, classes) label-smoothed one-hot labels; with `distill` the others learn
+    from subnet 0's predictions (soft cross-entropy, no gradient into the teacher). The subnets run under one
+    `lax.scan`, so the step compiles once per (resolution, K). Returns the mean loss over the subnets.
+    """
+    graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
+
+    def one_subnet(carry, inputs):
+        rest, teacher, grads, loss_sum = carry
+        arch, first = inputs
+        targets = jnp.where(distill & ~first, teacher, hard)
+
+        def loss_fn(params, rest):
+            subnet = nnx.merge(graphdef, params, rest)
+            logits = subnet(images, arch, train=True)
+            return soft_cross_entropy(logits, targets), (logits, nnx.as_pure(nnx.state(subnet, nnx.Not(nnx.Param))))
+
+        (loss, (logits, rest)), subnet_grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+        teacher = jnp.where(first, jax.nn.softmax(jax.lax.stop_gradient(logits)), teacher)
+        grads = jax.tree.map(jnp.add, grads, subnet_grads)
+        return (rest, teacher, grads, loss_sum + loss), None
+
+    init = (rest, jnp.zeros_like(hard), jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0))
+    firsts = jnp.arange(archs.shape[0]) == 0
+    (rest, _, grads, loss_sum), _ = jax.lax.scan(one_subnet, init, (archs, firsts))
+    nnx.update(model, rest)
+    optimizer.opt_state.hyperparams["learning_rate"][...] = lr
+    variables = nnx.state(model, nnx.Param)
+    optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable))
+    return loss_sum / archs.shape[0]
+
+
+def _is_variable(x) -> bool:
+    return isinstance(x, nnx.Variable)
+
+
+@nnx.jit
+def eval_step(model, images, labels, valid, arch):
+    """Number of correct predictions of subnet `arch` among the `valid` rows of a batch (BN in inference mode)."""
+    logits = model(images, arch, train=False)
+    return jnp.sum((jnp.argmax(logits, axis=-1) == labels) & valid)
+
+
+def resized_images(images: np.ndarray, resolution: int) -> jnp.ndarray:
+    from nas.data import resize
+
+    return jnp.asarray(resize(images, resolution))
+
+
+def accuracy(model, data, arch, resolution: int, batch_size: int, split: str = "val") -> float:
+    """Top-1 accuracy of subnet `arch` on a split; the last batch is padded so every batch has one shape."""
+    correct, total = 0, 0
+    for batch in data.batches(split, batch_size, seed=0, shuffle=False, drop_last=False).epoch(0):
+        n = len(batch.labels)
+        pad = batch_size - n
+        images = np.pad(batch.images, ((0, pad), (0, 0), (0, 0), (0, 0)))
+        labels = np.pad(batch.labels, (0, pad))
+        correct += int(eval_step(model, resized_images(images, resolution), jnp.asarray(labels),
+                                 jnp.arange(batch_size) < n, jnp.asarray(arch)))
+        total += n
+    return correct / total
+
+
+def evaluate_subnet(model, data, space, arch, *, batch_size: int, calibration_batches: int, seed: int,
+                    split: str = "val") -> float:
+    """Accuracy of `arch` with inherited weights after BN calibration; the model's state is left unchanged."""
+    from supernets.bn_calibration import calibrate_bn
+
+    resolution = space.resolutions[int(arch[0])]
+    stream = data.batches("train", batch_size, seed=seed + 1, augment=False)
+    batches = [resized_images(stream.batch(0, i).images, resolution)
+               for i in range(min(calibration_batches, stream.num_batches))]
+    saved = nnx.clone(nnx.state(model))
+    calibrate_bn(model, jnp.asarray(arch), batches)
+    result = accuracy(model, data, arch, resolution, batch_size, split)
+    nnx.update(model, saved)
+    return result
+
+
+def load_data(config):
+    from nas.data import load_dataset
+
+    d = config.data
+    return load_dataset(d.name, root=d.root, resolution=d.resolution, num_train=d.num_train, num_val=d.num_val,
+                        num_test=d.num_test, seed=config.seed)
+
+
+def num_classes_of(config, data) -> int:
+    wanted = config.supernet.num_classes
+    if wanted is not None and wanted < data.num_classes:
+        raise UserInputError(f"supernet.num_classes = {wanted} is fewer than the {data.num_classes} classes of data "
+                             f"set {config.data.name!r}; leave it out or set at least {data.num_classes}")
+    return wanted or data.num_classes
+
+
+def _trees(model, optimizer) -> dict:
+    return {"model": nnx.state(model).to_pure_dict(), "optimizer": nnx.state(optimizer).to_pure_dict()}
+
+
+def _load_trees(trees: dict, **targets) -> None:
+    for name, target in targets.items():
+        state = nnx.state(target)
+        nnx.replace_by_pure_dict(state, trees[name])
+        nnx.update(target, state)
+
+
+def begin_phase(model, optimizer, phase: Phase) -> None:
+    """Start of a phase: fresh optimizer state; channels re-sorted before the first elastic-expand phase."""
+    if phase.sort_channels:
+        model.sort_channels()
+    reset_optimizer(optimizer, model)
+
+
+def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = None,
+                       progress: bool = True) -> dict:
+    """Trains the supernet of `config` in `runs/<name>/` (or continues it with `resume`); returns a summary.
+
+    Every `train.checkpoint_every` steps, at phase ends and at the last step, the model (parameters and BN
+    statistics), optimizer state, step, phase and data position are checkpointed; subnets and resolutions are a
+    pure function of (seed, step), so a resumed run ends with the same parameters as an uninterrupted one.
+    """
+    if config.space.name != "ofa_mbv3":
+        raise UserInputError(f"space.name = {config.space.name!r}: supernet training supports 'ofa_mbv3' only")
+    if max_steps is not None and max_steps < 1:
+        raise UserInputError(f"--max-steps must be at least 1, got {max_steps}")
+    space, train = config.build_space(), config.train
+    data = load_data(config)
+    num_classes = num_classes_of(config, data)
+    run = open_run(config, dump_config(config), resume=resume)
+    stream = data.batches("train", train.batch_size, seed=config.seed, augment=True)
+    phases = build_phases(train, space, stream.num_batches)
+    total = phases[-1].end
+    stop = total if max_steps is None else min(total, max_steps)
+    model = create_model(config, space, num_classes, data.channels)
+    optimizer = create_optimizer(model, train)
+    commit_to_device(model, optimizer)
+    checkpoints = Checkpoints(run.checkpoints, kind=CHECKPOINT_KIND, trees=CHECKPOINT_TREES)
+    log = MetricsLog(run.metrics, METRIC_FIELDS)
+    step = 0
+    if checkpoints.latest_step() is not None:
+        trees, meta = checkpoints.restore(_trees(model, optimizer))
+        _load_trees(trees, model=model, optimizer=optimizer)
+        commit_to_device(model, optimizer)
+        step, stream.position = meta["step"], meta["data_position"]
+    log.keep_until(step)
+    summary = {"run_dir": str(run.root), "total_steps": total}
+
+    def save(phase: Phase) -> None:
+        checkpoints.save(step, _trees(model, optimizer), {
+            "phase": phase.index, "phase_name": phase.name, "data_position": list(stream.position),
+            "total_steps": total, "num_classes": num_classes, "in_channels": data.channels})
+
+    for phase in phases:
+        if step >= stop:
+            break
+        if step >= phase.end:
+            continue
+        if step == phase.start:
+            begin_phase(model, optimizer, phase)
+        bar = tqdm(total=phase.steps, initial=step - phase.start, disable=not progress, unit="step",
+                   desc=f"phase {phase.index + 1}/{len(phases)} {phase.name}")
+        while step < min(phase.end, stop):
+            resolution_index, archs, distill = subnets_of_step(phase, train, config.seed, step)
+            resolution = space.resolutions[resolution_index]
+            lr = phase.learning_rate(step)
+            batch = next(stream)
+            started = time.perf_counter()
+            loss = float(train_step(model, optimizer, resized_images(batch.images, resolution),
+                                    smoothed_targets(batch.labels, num_classes, train.label_smoothing),
+                                    jnp.asarray(archs), jnp.float32(lr), distill=distill))
+            step += 1
+            log.append(step=step, phase=phase.name, loss=f"{loss:.6g}", lr=f"{lr:.6g}", resolution=resolution,
+                       subnets=len(archs), step_time_s=f"{time.perf_counter() - started:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", res=resolution)
+            bar.update(1)
+            if step == phase.end:
+                summary.update(_phase_end_eval(model, data, space, phase, config))
+                log.append(step=step, phase=phase.name, **{k: f"{v:.4f}" for k, v in summary.items()
+                                                             if k.startswith("val_acc")})
+            if step % train.checkpoint_every == 0 or step in (phase.end, stop):
+                save(phase)
+        bar.close()
+    checkpoints.close()
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {**summary, "step": step, "peak_rss_gib": round(peak_gib, 3)}
+
+
+def _phase_end_eval(model, data, space, phase: Phase, config) -> dict:
+    kwargs = dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
+                  seed=config.seed)
+    return {"val_acc_largest": evaluate_subnet(model, data, space, phase.largest(), **kwargs),
+            "val_acc_smallest": evaluate_subnet(model, data, space, phase.smallest(), **kwargs)}
+
+
+def load_trained_supernet(run_dir: str | Path):
+    """(model, space, config) of a run trained by `nas train`, with the weights of its latest checkpoint."""
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise UserInputError(f"{run.root} is not a run directory: {run.config} does not exist")
+    config = load_config(run.config)
+    space = config.build_space()
+    checkpoints = Checkpoints(run.checkpoints, kind=CHECKPOINT_KIND, trees=CHECKPOINT_TREES, create=False)
+    meta = checkpoints.restore_meta()
+    model = create_model(config, space, meta["num_classes"], meta["in_channels"])
+    trees, meta = checkpoints.restore({"model": nnx.state(model).to_pure_dict()}, names=("model",))
+    _load_trees(trees, model=model)
+    checkpoints.close()
+    if meta["step"] < meta["total_steps"]:
+        warnings.warn(f"{run.root}: supernet training stopped at step {meta['step']} of {meta['total_steps']}",
+                      stacklevel=2)
+    return model, space, config
