@@ -14,7 +14,6 @@ COMMAND_MODULES = [
     "nas.commands.arch",
     "nas.commands.validate",
     "nas.commands.train",
-    "nas.commands.train",
     "nas.commands.devices",
     "nas.commands.profile",
     "nas.commands.search",
