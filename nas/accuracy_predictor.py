@@ -16,7 +16,7 @@ from search_spaces.errors import UserInputError
 
 TRACES: Counter = Counter()
 _MIN_ROWS = 32
-_PREDICT_CHUNK = 65536
+_PREDICT_CHUNK = 16384
 
 
 def padded_size(n: int, minimum: int = _MIN_ROWS) -> int:
@@ -66,10 +66,17 @@ def _train(params, x, y, weights, *, steps, learning_rate, weight_decay):
     return params
 
 
-@jax.jit
-def _predict(params, x):
-    TRACES["predict"] += 1
-    return jax.vmap(_forward, in_axes=(0, None))(params, x)
+def _predict_numpy(params: dict, x: np.ndarray) -> np.ndarray:
+    """(E, N, K) forward pass of every member in numpy: no compilation, and fast for the small batches of an
+    ask/tell loop as well as for large candidate pools (BLAS)."""
+    out = []
+    for m in range(len(params["skip"])):
+        h = x
+        for w, b in params["layers"][:-1]:
+            h = np.maximum(h @ w[m] + b[m], 0.0)
+        w, b = params["layers"][-1]
+        out.append(h @ w[m] + b[m] + x @ params["skip"][m])
+    return np.stack(out)
 
 
 class EnsemblePredictor:
@@ -105,8 +112,9 @@ class EnsemblePredictor:
         mask = np.zeros((size, y.shape[1]), dtype=np.float32)
         mask[:n] = valid
         weights = (boot * mask[None]).astype(np.float32)
-        return _train(start, xp, yp, weights, steps=self.steps,
-                      learning_rate=self.learning_rate, weight_decay=self.weight_decay)
+        params = _train(start, xp, yp, weights, steps=self.steps, learning_rate=self.learning_rate,
+                        weight_decay=self.weight_decay)
+        return jax.tree_util.tree_map(np.asarray, params)
 
     def _check(self, features, targets) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(features, dtype=np.float32)
@@ -148,12 +156,8 @@ class EnsemblePredictor:
         if self.params is None:
             raise UserInputError("accuracy predictor: call fit() before predict()")
         x = np.asarray(features, dtype=np.float32)
-        out = []
-        for start in range(0, len(x), _PREDICT_CHUNK):
-            chunk = x[start:start + _PREDICT_CHUNK]
-            padded = np.zeros((padded_size(len(chunk), 256), x.shape[1]), dtype=np.float32)
-            padded[: len(chunk)] = chunk
-            out.append(np.asarray(_predict(self.params, padded))[:, : len(chunk)])
+        out = [_predict_numpy(self.params, x[start:start + _PREDICT_CHUNK])
+               for start in range(0, len(x), _PREDICT_CHUNK)]
         raw = np.concatenate(out, axis=1) if out else np.zeros((self.members, 0, self.num_outputs))
         return raw * self._scale + self._shift
 

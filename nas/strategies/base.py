@@ -167,11 +167,14 @@ class Strategy:
             raise UserInputError(f"strategy {self.name!r}: ask(n) needs n >= 0, got {n}")
         chosen = self._unseen(self._propose(n), n) if n else self._empty()
         if len(chosen) < n:
+            more = self._propose(n)
+            chosen = np.vstack([chosen, self._unseen(more[~self._in(more, chosen)], n - len(chosen))])
+        if len(chosen) < n:
             chosen = np.vstack([chosen, self._unseen(self._fill(n - len(chosen), chosen), n - len(chosen))])
         self._asked_chunks.append(chosen)
         self._asked_count += len(chosen)
         if len(chosen):
-            self._asked_keys.update(int(k) for k in self.space.hash(chosen))
+            self._asked_keys.update(self.space.hash(chosen).tolist())
         return chosen
 
     def tell(self, archs, metrics: dict) -> None:
@@ -193,7 +196,7 @@ class Strategy:
                 self._metric_buffers[k] = np.full(len(self._arch_buffer), np.nan)
             self._metric_buffers[k][old:total] = v
         self._told = total
-        self._asked_keys.update(int(k) for k in self.space.hash(archs))
+        self._asked_keys.update(self.space.hash(archs).tolist())
 
     @property
     def archs(self) -> np.ndarray:
@@ -220,8 +223,8 @@ class Strategy:
 
     def seen(self, archs: np.ndarray) -> np.ndarray:
         """(N,) bool: already asked or told."""
-        keys = self.space.hash(archs)
-        return np.fromiter((int(k) in self._asked_keys for k in keys), dtype=bool, count=len(keys))
+        keys = self.space.hash(archs).tolist()
+        return np.fromiter((k in self._asked_keys for k in keys), dtype=bool, count=len(keys))
 
     def _unseen(self, candidates: np.ndarray, n: int) -> np.ndarray:
         """The first `n` candidates (canonicalised) that are unseen and distinct, in order."""
@@ -231,7 +234,8 @@ class Strategy:
         keys = self.space.hash(cand)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
-        fresh = [i for i in first if int(keys[i]) not in self._asked_keys]
+        first_keys = keys[first].tolist()
+        fresh = [i for i, k in zip(first.tolist(), first_keys) if k not in self._asked_keys]
         return cand[np.asarray(fresh[:n], dtype=np.int64)].astype(self.space.dtype)
 
     # ------------------------------------------------------------ sampling
@@ -339,7 +343,7 @@ class Strategy:
         self._metric_buffers = {k: _from_json_list(v) for k, v in state["metrics"].items()}
         self._told = len(self._arch_buffer)
         keys = self.space.hash(np.vstack([self.asked, self.archs]))
-        self._asked_keys = {int(k) for k in keys}
+        self._asked_keys = set(keys.tolist())
         self._load_extra_state(state.get("extra", {}))
 
     def _extra_state(self) -> dict:

@@ -16,7 +16,7 @@ class Evolution(Strategy):
     Generation 0 is `population_size` feasible random architectures; afterwards the parents are the best
     `parent_ratio * population_size` feasible architectures told so far (elitist, as OFA's population), and each
     ask returns `mutation_ratio` mutants of random parents and crossovers of random parent pairs for the rest
-    (more mutants where crossovers of a converged population repeat known architectures). Children are generated `oversample` times over in one batch, over-budget ones repaired towards smaller
+    (more mutants where crossovers repeat known architectures, as those of a converged population do). Children are generated `oversample` times over in one batch, over-budget ones repaired towards smaller
     choices, and the first feasible unseen ones kept."""
 
     name = "evolution"
@@ -41,12 +41,9 @@ class Evolution(Strategy):
             return self.sample_feasible(2 * n)
         num_mutants = int(round(n * self.options["mutation_ratio"]))
         factor = int(self.options["oversample"])
-        mutants = self.mutants(parents, factor * num_mutants, num_mutants)
+        mutants = self._unseen(self.mutants(parents, factor * n, n), n)
         crosses = self.crossovers(parents, factor * (n - num_mutants), n - num_mutants)
-        chosen = np.vstack([self._unseen(mutants, num_mutants), self._unseen(crosses, n - num_mutants)])
-        if len(self._unseen(chosen, n)) < n:
-            chosen = np.vstack([chosen, self._unseen(self.mutants(parents, factor * n, n), n)])
-        return chosen
+        return np.vstack([mutants[:num_mutants], self._unseen(crosses, n - num_mutants), mutants[num_mutants:]])
 
     def mutants(self, parents: np.ndarray, count: int, needed: int) -> np.ndarray:
         picked = parents[self.rng.integers(0, len(parents), size=count)]

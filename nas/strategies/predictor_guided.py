@@ -40,6 +40,7 @@ class PredictorGuided(Strategy):
         self.proxy = self._pick_proxy(self.options["proxy"])
         self._model: EnsemblePredictor | None = None
         self._model_told = -1
+        self.scored = 0
 
     def _pick_proxy(self, proxy) -> str | None:
         if proxy == "auto":
@@ -105,6 +106,7 @@ class PredictorGuided(Strategy):
     # ---------------------------------------------------------- acquisition
     def optimistic(self, archs: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
         """(N, M) optimistic objective values (minimisation convention) and (N,) optimistic feasibility."""
+        self.scored += len(archs)
         cheap = self.cheap(archs)
         if model is not None:
             mean, std = model.predict(self.space.features(archs))
