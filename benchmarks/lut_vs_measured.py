@@ -39,7 +39,8 @@ def main() -> None:
     space = get_space(space_config.pop("name"), **space_config)
     layer_options = table.metadata.get("layer_options", {})
     timing = TimingConfig(warmup=10, repeats=args.repeats, threads=int(table.metadata.get("threads", 1)),
-                          provider=table.metadata.get("provider", "CPUExecutionProvider"))
+                          provider=table.metadata.get("provider", "CPUExecutionProvider"),
+                          clock=table.metadata.get("clock", "wall"))
     archs = space.sample(args.n, args.seed)
     predicted = table.predict(space, archs)
     measured = np.array([np.median(time_model(export_subnet(space, a[None], layer_options), timing))

@@ -16,25 +16,43 @@ from latency_models.lut import LookupTable, default_metadata, entry
 from latency_models.roofline import FREE_OPS
 from search_spaces.errors import UserInputError
 
-RESUME_MUST_MATCH = ("device", "runtime", "runtime_version", "batch_size", "provider", "threads", "layer_options")
+RESUME_MUST_MATCH = ("device", "runtime", "runtime_version", "batch_size", "provider", "threads", "clock",
+                     "layer_options")
+CLOCKS = ("auto", "wall", "thread")
 
 
 @dataclass
 class TimingConfig:
-    """How each model is timed: warm-up runs, timed runs, ONNX Runtime threads and execution provider."""
+    """How models are timed: warm-up runs, timed runs, ONNX Runtime threads and execution provider, the clock
+    ('wall'; 'thread' = CPU time of the calling thread, which a single-threaded CPU session runs on, immune to
+    other processes sharing the cores; 'auto' = thread for 1-thread CPU sessions, else wall) and how many layer
+    models are timed interleaved (one run of each in turn, so caches hold other layers' weights as in a network)."""
 
     warmup: int = 10
     repeats: int = 50
     threads: int = 1
     provider: str = "CPUExecutionProvider"
     batch_size: int = 1
+    clock: str = "auto"
+    group: int = 16
 
     def check(self) -> "TimingConfig":
-        for name in ("warmup", "repeats", "threads", "batch_size"):
+        for name in ("warmup", "repeats", "threads", "batch_size", "group"):
             low = 0 if name == "warmup" else 1
             if getattr(self, name) < low:
                 raise UserInputError(f"profiler: {name} must be >= {low}, got {getattr(self, name)}")
+        if self.clock not in CLOCKS:
+            raise UserInputError(f"profiler: clock must be one of {list(CLOCKS)}, got {self.clock!r}")
+        if self.resolved_clock == "thread" and (self.threads != 1 or self.provider != "CPUExecutionProvider"):
+            raise UserInputError("profiler: clock 'thread' needs a single-threaded CPUExecutionProvider session; "
+                                 "use --clock wall")
         return self
+
+    @property
+    def resolved_clock(self) -> str:
+        if self.clock != "auto":
+            return self.clock
+        return "thread" if self.threads == 1 and self.provider == "CPUExecutionProvider" else "wall"
 
 
 def export_layer(layer: Layer, batch_size: int = 1) -> bytes:
@@ -69,27 +87,39 @@ def make_session(model: bytes, timing: TimingConfig):
     return ort.InferenceSession(model, options, providers=[timing.provider])
 
 
-def time_model(model: bytes, timing: TimingConfig, seed: int = 0) -> np.ndarray:
-    """Wall times in ms of `timing.repeats` runs after `timing.warmup` runs, one input reused."""
-    session = make_session(model, timing)
-    feeds = {}
+def _feeds(session, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    for spec in session.get_inputs():
-        feeds[spec.name] = rng.standard_normal([int(d) for d in spec.shape]).astype(np.float32)
-    for _ in range(timing.warmup):
-        session.run(None, feeds)
-    times = np.empty(timing.repeats)
+    return {spec.name: rng.standard_normal([int(d) for d in spec.shape]).astype(np.float32)
+            for spec in session.get_inputs()}
+
+
+def time_models(models: list[bytes], timing: TimingConfig) -> list[np.ndarray]:
+    """Times in ms of `timing.repeats` runs of each model after `timing.warmup` runs; the models take turns, one
+    run each per round, so each run finds the caches as the previous layers left them."""
+    clock = time.thread_time if timing.resolved_clock == "thread" else time.perf_counter
+    sessions = [make_session(m, timing) for m in models]
+    feeds = [_feeds(s) for s in sessions]
+    for session, feed in zip(sessions, feeds):
+        for _ in range(timing.warmup):
+            session.run(None, feed)
+    times = np.empty((len(models), timing.repeats))
     for i in range(timing.repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times[i] = time.perf_counter() - start
-    return times * 1e3
+        for j, (session, feed) in enumerate(zip(sessions, feeds)):
+            start = clock()
+            session.run(None, feed)
+            times[j, i] = clock() - start
+    return list(times * 1e3)
+
+
+def time_model(model: bytes, timing: TimingConfig) -> np.ndarray:
+    """Times in ms of `timing.repeats` runs of one model."""
+    return time_models([model], timing)[0]
 
 
 def measure_overhead(shape, timing: TimingConfig) -> np.ndarray:
     """Per-inference fixed cost in ms (session call, input and output handling), measured on an identity model."""
     return time_model(identity_model(shape), TimingConfig(timing.warmup, max(timing.repeats, 100), timing.threads,
-                                                          timing.provider, timing.batch_size))
+                                                          timing.provider, timing.batch_size, timing.clock))
 
 
 def _runtime_version() -> str:
@@ -103,6 +133,7 @@ def _new_table(space, device, timing: TimingConfig, layer_options: dict, overhea
     metadata = default_metadata(
         device, "measured", runtime="onnxruntime", runtime_version=_runtime_version(),
         batch_size=timing.batch_size, precision="fp32", provider=timing.provider, threads=timing.threads,
+        clock=timing.resolved_clock, group=timing.group,
         warmup=timing.warmup, repeats=timing.repeats, space=space.config(), layer_options=layer_options,
         overhead_ms=stats["median"], overhead=stats, exporter=f"jax2onnx {getattr(jax2onnx, '__version__', '')}",
         host=f"{platform.node()} {platform.machine()} {_cpu_model()}",
@@ -125,7 +156,7 @@ def _resume_table(path: Path, device, timing: TimingConfig, layer_options: dict)
     table = LookupTable.load(path)
     expected = {"device": device.name, "runtime": "onnxruntime", "runtime_version": _runtime_version(),
                 "batch_size": timing.batch_size, "provider": timing.provider, "threads": timing.threads,
-                "layer_options": layer_options}
+                "clock": timing.resolved_clock, "layer_options": layer_options}
     for key in RESUME_MUST_MATCH:
         if table.metadata.get(key) != expected[key]:
             raise UserInputError(f"cannot resume {path}: its metadata {key!r} is {table.metadata.get(key)!r} but "
@@ -155,9 +186,13 @@ def profile(space, device, out, *, resume: bool = False, timing: TimingConfig | 
         table.save(out)
     overhead = float(table.metadata["overhead_ms"])
     todo = [l for l in layers if l.key not in table.entries]
-    for layer in tqdm(todo, desc=f"profiling {space.name} on {device.name}", unit="layer", disable=not progress):
-        table.entries[layer.key] = _measure_layer(layer, timing, overhead, power_reader)
-        table.save(out)
+    with tqdm(total=len(todo), desc=f"profiling {space.name} on {device.name}", unit="layer",
+              disable=not progress) as bar:
+        for start in range(0, len(todo), timing.group):
+            group = todo[start:start + timing.group]
+            table.entries.update(_measure_group(group, timing, overhead, power_reader))
+            table.save(out)
+            bar.update(len(group))
     spaces = table.metadata.setdefault("spaces", [])
     if space.config() not in spaces:
         spaces.append(space.config())
@@ -165,26 +200,27 @@ def profile(space, device, out, *, resume: bool = False, timing: TimingConfig | 
     return table
 
 
-def _measure_layer(layer: Layer, timing: TimingConfig, overhead_ms: float, power_reader) -> dict:
-    if layer.op in FREE_OPS:
-        return {"mean": 0.0, "std": 0.0, "count": 0, "median": 0.0,
-                "note": "free: the runtime's graph optimizer removes it inside a network"}
-    model = export_layer(layer, timing.batch_size)
+FREE_ENTRY = {"mean": 0.0, "std": 0.0, "count": 0, "median": 0.0,
+              "note": "free: the runtime's graph optimizer removes it inside a network"}
+
+
+def _measure_group(layers: list[Layer], timing: TimingConfig, overhead_ms: float, power_reader) -> dict:
+    """Entries for a group of layers timed interleaved; with a power reader, energy = mean power x latency."""
+    timed = [l for l in layers if l.op not in FREE_OPS]
+    models = [export_layer(l, timing.batch_size) for l in timed]
     if power_reader is None:
-        samples = time_model(model, timing)
-        return {**entry(np.maximum(samples - overhead_ms, 0.0)), "raw_median": float(np.median(samples))}
-    from latency_models.energy import PowerSampler
-    with PowerSampler(power_reader) as sampler:
-        samples = time_model(model, timing)
-    result = {**entry(np.maximum(samples - overhead_ms, 0.0)), "raw_median": float(np.median(samples))}
-    power = np.asarray(sampler.samples)
-    result["energy_mj"] = {"mean": float(power.mean() * result["median"]),
-                           "std": float(power.std() * result["median"]), "count": int(power.size)}
-    result["power_w"] = float(power.mean())
-    return result
-
-
-def timing_from_args(args) -> TimingConfig:
-    return TimingConfig(warmup=args.warmup, repeats=args.repeats, threads=args.threads, provider=args.provider,
-                        batch_size=args.batch_size)
-
+        samples, power = time_models(models, timing), None
+    else:
+        from latency_models.energy import PowerSampler
+        with PowerSampler(power_reader) as sampler:
+            samples = time_models(models, timing)
+        power = np.asarray(sampler.samples)
+    entries = {l.key: dict(FREE_ENTRY) for l in layers if l.op in FREE_OPS}
+    for layer, times in zip(timed, samples):
+        result = {**entry(np.maximum(times - overhead_ms, 0.0)), "raw_median": float(np.median(times))}
+        if power is not None:
+            result["energy_mj"] = {"mean": float(power.mean() * result["median"]),
+                                   "std": float(power.std() * result["median"]), "count": int(power.size)}
+            result["power_w"] = float(power.mean())
+        entries[layer.key] = result
+    return entries

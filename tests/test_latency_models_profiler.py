@@ -64,6 +64,15 @@ def test_bad_timing_settings_are_errors(tmp_path):
                          timing=profiler.TimingConfig(repeats=0), progress=False)
     with pytest.raises(UserInputError, match="provider"):
         profiler.time_model(profiler.identity_model((1, 2)), profiler.TimingConfig(provider="NoSuchProvider"))
+    with pytest.raises(UserInputError, match="single-threaded"):
+        profiler.TimingConfig(threads=2, clock="thread").check()
+    assert profiler.TimingConfig(threads=2).check().resolved_clock == "wall"
+
+
+def test_interleaved_timing_gives_one_sample_set_per_model():
+    models = [profiler.identity_model((1, n)) for n in (4, 400, 40000)]
+    times = profiler.time_models(models, profiler.TimingConfig(warmup=1, repeats=7))
+    assert [t.shape for t in times] == [(7,)] * 3 and all((t >= 0).all() for t in times)
 
 
 def test_energy_recorded_with_a_power_reader(tmp_path, fake_export):

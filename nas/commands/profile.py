@@ -17,6 +17,11 @@ def register(subparsers) -> None:
     p.add_argument("--provider", default="CPUExecutionProvider",
                    help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider, TensorrtExecutionProvider")
     p.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    p.add_argument("--clock", choices=("auto", "wall", "thread"), default="auto",
+                   help="'thread': CPU time of the single-threaded CPU session (robust when other processes share "
+                   "the cores); 'wall': elapsed time; 'auto' (default): thread for 1-thread CPU sessions, else wall")
+    p.add_argument("--group", type=int, default=16,
+                   help="layer models timed interleaved, one run each in turn (default 16)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the space's skeleton default)")
     p.add_argument("--width-mult", type=float, help="ofa_mbv3 channel multiplier (default 1.0)")
     p.add_argument("--power-rails", metavar="ROOT",
@@ -43,9 +48,10 @@ def run(args) -> int:
     if args.power_rails:
         from latency_models.energy import PowerRails
         power_reader = PowerRails(args.power_rails).total
-    timing = TimingConfig(args.warmup, args.repeats, args.threads, args.provider, args.batch_size)
+    timing = TimingConfig(args.warmup, args.repeats, args.threads, args.provider, args.batch_size, args.clock,
+                          args.group)
     table = profile(space, device, args.out, resume=args.resume, timing=timing, layer_options=layer_options,
                     power_reader=power_reader, progress=not args.no_progress)
     print(f"{args.out}: {len(table.entries)} layers, overhead {table.overhead_ms:.4f} ms, device {device.name}, "
-          f"onnxruntime {table.metadata['runtime_version']} ({args.provider}, {args.threads} thread(s))")
+          f"onnxruntime {table.metadata['runtime_version']} ({args.provider}, {args.threads} thread(s), {timing.resolved_clock} clock)")
     return 0
