@@ -91,6 +91,8 @@ class TargetConfig(Section):
     predictor: Optional[str] = field(None, doc="path of a model fitted by `nas latency fit`")
     budgets_ms: list[float] = field(default_factory=list, gt=0, doc="latency budgets in ms")
     energy_budgets_mj: list[float] = field(default_factory=list, gt=0)
+    profile_warmup: int = field(10, ge=0, doc="host-cpu profiling: untimed runs per layer")
+    profile_repeats: int = field(50, ge=1, doc="host-cpu profiling: timed runs per layer")
 
     def check(self, path: str) -> None:
         if self.latency_model == "predictor" and not self.predictor:

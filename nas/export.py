@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,36 +43,22 @@ def export_onnx(model: nnx.Module, input_shape: tuple[int, int, int], path: Path
     return path
 
 
-def onnx_session(path: Path, threads: int = 1):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_parity(model: nnx.Module, path: Path, images: np.ndarray) -> float:
     """Max absolute difference between ONNX Runtime's and JAX's logits on `images`."""
-    session = onnx_session(path)
+    from latency_models.profiler import TimingConfig, make_session
+
+    session = make_session(path.read_bytes(), TimingConfig())
     ours = np.asarray(model(jnp.asarray(images), train=False))
     theirs = session.run(None, {session.get_inputs()[0].name: np.asarray(images, np.float32)})[0]
     return float(np.max(np.abs(ours - theirs)))
 
 
-def measure_onnx_latency(path: Path, input_shape: tuple[int, int, int], *, warmup: int = 10,
-                         repeats: int = 50) -> dict:
-    """Batch-1 latency of the ONNX model with ONNX Runtime on this CPU: median and spread in ms."""
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
-    for _ in range(warmup):
-        session.run(None, {name: x})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {name: x})
-        times.append((time.perf_counter() - start) * 1e3)
+def measure_onnx_latency(path: Path, *, warmup: int = 10, repeats: int = 50) -> dict:
+    """Batch-1 latency of the ONNX model with ONNX Runtime on this CPU, timed exactly as the profiler times the
+    layers of a lookup table (same session options and clock): median and spread in ms."""
+    from latency_models.profiler import TimingConfig, time_model
+
+    times = time_model(path.read_bytes(), TimingConfig(warmup=warmup, repeats=repeats).check())
     return {"median_ms": float(np.median(times)), "p10_ms": float(np.percentile(times, 10)),
             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats}
 
@@ -103,7 +88,7 @@ def export_subnet(model: StaticMobileNetV3, out_dir: str | Path, *, info: dict, 
     save_params(model, out_dir / "params")
     onnx_path = export_onnx(model, input_shape, out_dir / "model.onnx")
     diff = onnx_parity(model, onnx_path, test_images[:16])
-    latency = measure_onnx_latency(onnx_path, input_shape)
+    latency = measure_onnx_latency(onnx_path)
     metrics = {"onnx_max_abs_diff": diff, "onnx_parity_atol": parity_atol, "onnx_parity_ok": diff <= parity_atol,
                "host_cpu_latency_ms_measured": latency["median_ms"], "host_cpu_latency_spread_ms":
                [latency["p10_ms"], latency["p90_ms"]], "test_accuracy": accuracy(model, test_images, test_labels),

@@ -70,7 +70,7 @@ def lut_path(ctx: RunContext, device: str) -> Path:
 
 def stage_latency(ctx: RunContext) -> dict:
     """Measures the host-cpu table for real (resumable); builds roofline tables for devices not at hand."""
-    from latency_models.profiler import profile
+    from latency_models.profiler import TimingConfig, profile
     from latency_models.roofline import roofline_table
 
     num_classes = read_stages(ctx.run)["data"]["num_classes"]
@@ -83,7 +83,8 @@ def stage_latency(ctx: RunContext) -> dict:
             continue
         path = lut_path(ctx, target.device)
         if target.device == HOST_DEVICE and target.latency_model == "lut":
-            profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), layer_options=options,
+            timing = TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
+            profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), timing=timing, layer_options=options,
                     progress=ctx.progress)
             made[target.device] = "measured"
         elif not path.exists():
