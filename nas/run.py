@@ -1,4 +1,4 @@
-"""`nas run`: config → data → supernet → latency models per target → search per budget → export → report."""
+"""`nas run`: config → data → latency models per target (budgets checked) → supernet → search → export → report."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from nas.config import ExperimentConfig, dump_config, load_config
 from nas.run_dir import RunDir, open_run
 from search_spaces.errors import UserInputError
 
-STAGES = ("data", "train", "latency", "search", "export", "report")
+STAGES = ("data", "latency", "train", "search", "export", "report")
 STAGES_FILE = "stages.json"
 HOST_DEVICE = "host-cpu"
 
@@ -90,7 +90,20 @@ def stage_latency(ctx: RunContext) -> dict:
         elif not path.exists():
             roofline_table(ctx.space, target.device, **options).save(path)
             made[target.device] = "roofline"
+    check_budgets(ctx, options)
     return {"tables": made}
+
+
+def check_budgets(ctx: RunContext, layer_options: dict) -> None:
+    """Before any training: every budget must be reachable under its device's model (else the best achievable)."""
+    from nas.evaluators import cheap_metrics_for
+    from nas.search import check_constraints_reachable
+
+    kind = "predictor" if any(t.latency_model == "predictor" for t in ctx.config.targets) else "lut"
+    for target in search_targets(ctx.config):
+        cheap = cheap_metrics_for(ctx.space, target.metric_names[1:], device=target.device, latency_model=kind,
+                                  latency_paths=latency_paths(ctx), layer_options=layer_options)
+        check_constraints_reachable(ctx.space, target, cheap, ctx.config.seed)
 
 
 def search_targets(config: ExperimentConfig) -> list:
