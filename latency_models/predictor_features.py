@@ -32,8 +32,9 @@ def nb201_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
 
 
 def ofa_mbv3_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
-    """Resolution one-hot, per-stage depth one-hot, and per-block (kernel, expand) one-hots of active blocks,
-    the latter also scaled by the relative pixel count (block cost grows with resolution squared)."""
+    """Resolution one-hot, per-stage depth one-hot, per-block (kernel, expand) one-hots of active blocks and their
+    counts over the network, the latter two also scaled by the relative pixel count (block cost grows with
+    resolution squared)."""
     from search_spaces import ofa_mbv3 as ofa
 
     archs = space.validate(archs).astype(np.int64)
@@ -43,7 +44,9 @@ def ofa_mbv3_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
     block_active = active[:, ofa.KERNEL]
     block_choice = archs[:, ofa.KERNEL] * len(ofa.EXPAND_CHOICES) + archs[:, ofa.EXPAND]
     block_ops = _one_hot(block_choice, len(ofa.KERNEL_CHOICES) * len(ofa.EXPAND_CHOICES), block_active)
+    op_counts = block_ops.reshape(len(archs), block_active.shape[1], -1).sum(1)
     return {
+        "op_counts_pixels": op_counts * pixels[:, None],
         "resolution": _one_hot(archs[:, [ofa.RESOLUTION]], len(resolution_values)),
         "stage_depth": _one_hot(archs[:, ofa.DEPTH], len(ofa.DEPTH_CHOICES)),
         "block_ops": block_ops,
@@ -97,15 +100,17 @@ SPACE_GROUPS = {"nb201": nb201_groups, "ofa_mbv3": ofa_mbv3_groups}
 SPACE_KERNELS = {
     "nb201": [("op_counts", "linear"), ("edge_ops", "linear"), ("node_fan_in", "linear"), ("edge_ops", "poly2"),
               ("layer_costs", "linear")],
-    "ofa_mbv3": [("resolution", "linear"), ("stage_depth", "linear"), ("block_ops_pixels", "linear"),
+    "ofa_mbv3": [("resolution", "linear"), ("op_counts_pixels", "linear"), ("stage_depth", "linear"),
+                 ("block_ops_pixels", "linear"),
                  ("block_ops", "linear"), ("block_ops_pixels", "poly2"), ("layer_costs", "linear")],
 }
 GENERIC_KERNELS = [("decisions", "linear"), ("decisions", "poly2"), ("layer_costs", "linear")]
 
 
 def feature_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
-    """All feature groups this framework knows for `space`, each (N, k) float64."""
-    archs = space.validate(archs)
+    """All feature groups this framework knows for `space`, each (N, k) float64, computed on the canonical
+    form (functionally equal architectures get equal features)."""
+    archs = space.canonical(space.validate(archs))
     groups = SPACE_GROUPS.get(space.name, generic_groups)(space, archs)
     groups.update(layer_groups(space, archs))
     return groups

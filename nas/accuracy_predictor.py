@@ -1,6 +1,6 @@
-"""An ensemble-MLP metric predictor on space features (JAX/Optax): bootstrap ensembles for uncertainty,
-full-batch training vmapped over members, padded to power-of-two sizes so a growing data set never retraces, and
-FBNetV3-style pre-training on a free proxy."""
+"""An ensemble-MLP metric predictor on space features (JAX/Optax): bootstrap ensembles for uncertainty, each
+member a ridge regression plus an MLP on what it leaves, full-batch training vmapped over members, padded to
+power-of-two sizes so a growing data set never retraces, and FBNetV3-style pre-training on a free proxy."""
 
 from __future__ import annotations
 
@@ -79,17 +79,36 @@ def _predict_numpy(params: dict, x: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray, ridge: float) -> dict:
+    """Each member starts as its own weighted ridge regression (the skip and output bias) with a zero output
+    layer, so training begins at a good additive fit and the MLP learns what is left."""
+    design = np.hstack([x, np.ones((len(x), 1), dtype=x.dtype)]).astype(np.float64)
+    penalty = ridge * np.eye(design.shape[1])
+    penalty[-1, -1] = 0.0
+    members, outputs = weights.shape[0], y.shape[1]
+    coef = np.zeros((members, design.shape[1], outputs))
+    for m in range(members):
+        for k in range(outputs):
+            w = weights[m, :, k].astype(np.float64)
+            gram = design.T @ (design * w[:, None]) + penalty
+            coef[m, :, k] = np.linalg.lstsq(gram, design.T @ (w * y[:, k]), rcond=None)[0]
+    *hidden, (w_out, _) = params["layers"]
+    out = (np.zeros_like(w_out), coef[:, -1, :].astype(np.float32))
+    return {"layers": [*hidden, out], "skip": coef[:, :-1, :].astype(np.float32)}
+
+
 class EnsemblePredictor:
     """Predicts K metrics from (N, F) features: mean and ensemble standard deviation, in the targets' units."""
 
     def __init__(self, num_features: int, num_outputs: int = 1, *, members: int = 8, hidden=(64, 64),
-                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0):
+                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, ridge: float = 1.0,
+                 seed: int = 0):
         if members < 1 or steps < 1 or num_features < 1 or num_outputs < 1:
             raise UserInputError(f"accuracy predictor: members, steps, features and outputs must be >= 1, got "
                                  f"members={members}, steps={steps}, features={num_features}, outputs={num_outputs}")
         self.sizes = (int(num_features), *map(int, hidden), int(num_outputs))
         self.members, self.steps = int(members), int(steps)
-        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
+        self.learning_rate, self.weight_decay, self.ridge = float(learning_rate), float(weight_decay), float(ridge)
         self.seed = int(seed)
         self.params = None
         self._start = None
@@ -112,6 +131,7 @@ class EnsemblePredictor:
         mask = np.zeros((size, y.shape[1]), dtype=np.float32)
         mask[:n] = valid
         weights = (boot * mask[None]).astype(np.float32)
+        start = _ridge_start(start, xp, yp, weights, self.ridge)
         params = _train(start, xp, yp, weights, steps=self.steps, learning_rate=self.learning_rate,
                         weight_decay=self.weight_decay)
         return jax.tree_util.tree_map(np.asarray, params)

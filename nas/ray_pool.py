@@ -78,6 +78,12 @@ class ActorPool:
 
         return ray.get([actor.pid.remote() for actor in self.actors])
 
+    def broadcast(self, method: str, *args) -> list[Any]:
+        """`target.method(*args)` on every actor (e.g. to compile before timing); one result per actor."""
+        import ray
+
+        return ray.get([actor.call.remote(method, *args) for actor in self.actors])
+
     def map(self, method: str, items: Sequence[Any]) -> list[Any]:
         """`target.method(item)` for every item, spread over the actors as each becomes free; results in order."""
         import ray

@@ -101,7 +101,8 @@ def check_budgets(ctx: RunContext, layer_options: dict) -> None:
 
     kind = "predictor" if any(t.latency_model == "predictor" for t in ctx.config.targets) else "lut"
     for target in search_targets(ctx.config):
-        cheap = cheap_metrics_for(ctx.space, target.metric_names[1:], device=target.device, latency_model=kind,
+        cheap = cheap_metrics_for(ctx.space, [m for m in target.metric_names if m != "accuracy"],
+                                  device=target.device, latency_model=kind,
                                   latency_paths=latency_paths(ctx), layer_options=layer_options)
         check_constraints_reachable(ctx.space, target, cheap, ctx.config.seed)
 

@@ -76,6 +76,10 @@ def soft_cross_entropy(logits, targets):
     return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
 
 
+def _is_variable(x) -> bool:
+    return isinstance(x, nnx.Variable)
+
+
 @nnx.jit(static_argnames="distill")
 def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
     """One update from the (K, D) subnets `archs` on one batch, gradients summed over the subnets.
@@ -94,7 +98,8 @@ def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
         def loss_fn(params, rest):
             subnet = nnx.merge(graphdef, params, rest)
             logits = subnet(images, arch, train=True)
-            return soft_cross_entropy(logits, targets), (logits, nnx.as_pure(nnx.state(subnet, nnx.Not(nnx.Param))))
+            new_rest = nnx.as_pure(nnx.state(subnet, nnx.Not(nnx.Param)))
+            return soft_cross_entropy(logits, targets), (logits, new_rest)
 
         (loss, (logits, rest)), subnet_grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
         teacher = jnp.where(first, jax.nn.softmax(jax.lax.stop_gradient(logits)), teacher)
@@ -109,10 +114,6 @@ def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
     variables = nnx.state(model, nnx.Param)
     optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable))
     return loss_sum / archs.shape[0]
-
-
-def _is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
 
 
 @nnx.jit

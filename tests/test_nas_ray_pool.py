@@ -1,10 +1,14 @@
-"""Tests for nas.ray_pool: actors built once from a shared payload, work spread in order, crashes retried."""
+"""Tests for nas.ray_pool against a Ray cluster started with `ray start --head` (joined by address): actors built
+once from a shared payload, work spread in order, a killed actor's task retried, and a search run on the cluster."""
 
 import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from nas.ray_pool import ActorPool, ensure_ray  # noqa: E402
+from nas.search import run_search  # noqa: E402
+from search_spaces import IntRange, Space  # noqa: E402
 from search_spaces.errors import UserInputError  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -25,15 +31,14 @@ class TinyJaxModel:
         import jax.numpy as jnp
 
         self.weights = jnp.asarray(payload["weights"])
-        self.builds_marker = payload["marker_dir"]
+        self.marker_dir = payload["marker_dir"]
         self._forward = jax.jit(lambda w, x: jnp.tanh(x @ w).sum(axis=1))
 
     def predict(self, x):
         return np.asarray(self._forward(self.weights, np.asarray(x, np.float32)))
 
     def slow_predict(self, x):
-        with open(os.path.join(self.builds_marker, f"attempt-{time.time_ns()}"), "w"):
-            pass
+        Path(self.marker_dir, f"attempt-{time.time_ns()}").touch()
         time.sleep(1.0)
         return self.predict(x)
 
@@ -42,45 +47,60 @@ def reference(weights, x):
     return np.tanh(np.asarray(x, np.float32) @ weights).sum(axis=1)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def ray_session():
-    started = ensure_ray(num_cpus=2)
-    yield
-    if started:
+def cluster(tmp_path_factory):
+    """A 2-CPU head node in a subprocess (`--block`, so ending that process ends exactly this cluster)."""
+    port = free_port()
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                ensure_ray(address)
+                break
+            except UserInputError:
+                if time.time() > deadline or head.poll() is not None:
+                    raise
+                time.sleep(1)
+        yield address
+    finally:
         ray.shutdown()
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=60)
 
 
 @pytest.fixture
 def payload(tmp_path):
     rng = np.random.default_rng(0)
-    return {"weights": rng.normal(size=(5, 3)).astype(np.float32), "marker_dir": str(tmp_path)}
+    return {"weights": rng.normal(size=(3, 2)).astype(np.float32), "marker_dir": str(tmp_path)}
 
 
-def test_map_returns_results_in_input_order(ray_session, payload):
-    pool = ActorPool(TinyJaxModel, payload, num_actors=2)
+def test_map_returns_results_in_order_and_sizes_to_the_cluster(cluster, payload):
+    pool = ActorPool(TinyJaxModel, payload)
     try:
-        inputs = [np.full((2, 5), i / 10, np.float32) for i in range(7)]
-        results = pool.map("predict", inputs)
-        for x, got in zip(inputs, results):
+        assert pool.num_actors == 2
+        inputs = [np.full((2, 3), i / 10, np.float32) for i in range(7)]
+        for x, got in zip(inputs, pool.map("predict", inputs)):
             np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
         assert len(set(pool.pids())) == 2
     finally:
         pool.close()
 
 
-def test_default_size_is_the_cluster_cpus(ray_session, payload):
-    pool = ActorPool(TinyJaxModel, payload)
-    try:
-        assert pool.num_actors == 2
-    finally:
-        pool.close()
-
-
-def test_killed_actor_process_loses_no_task(ray_session, payload, tmp_path):
+def test_killed_actor_process_loses_no_task(cluster, payload, tmp_path):
     pool = ActorPool(TinyJaxModel, payload, num_actors=1)
     try:
         (pid,) = pool.pids()
-        inputs = [np.ones((1, 5), np.float32), np.zeros((1, 5), np.float32)]
+        inputs = [np.ones((1, 3), np.float32), np.zeros((1, 3), np.float32)]
         outcome = {}
         worker = threading.Thread(target=lambda: outcome.update(results=pool.map("slow_predict", inputs)))
         worker.start()
@@ -99,6 +119,40 @@ def test_killed_actor_process_loses_no_task(ray_session, payload, tmp_path):
         pool.close()
 
 
-def test_bad_actor_count_is_a_user_error(ray_session, payload):
+class PooledEvaluator:
+    """An expensive evaluator whose `accuracy` the cluster's actors compute with the tiny JAX model."""
+
+    metrics = ("accuracy",)
+
+    def __init__(self, space, pool):
+        self.space, self.pool = space, pool
+
+    def evaluate(self, archs):
+        features = self.space.values(archs).astype(np.float32)
+        return {"accuracy": np.concatenate(self.pool.map("predict", [features[i:i + 1] for i in range(len(archs))]))}
+
+
+def test_search_runs_on_the_joined_cluster(cluster, payload, tmp_path):
+    space = Space("tiny", [IntRange("a", 0, 3), IntRange("b", 0, 3), IntRange("c", 0, 3)])
+    pool = ActorPool(TinyJaxModel, payload)
+    try:
+        result = run_search(space, PooledEvaluator(space, pool), ["accuracy:max"], out=tmp_path / "s", budget=12,
+                            population=6, strategy="random", progress=False)
+    finally:
+        pool.close()
+    archs = space.parse(list(result.history["arch"]))
+    np.testing.assert_allclose(result.history["accuracy"],
+                               reference(payload["weights"], space.values(archs).astype(np.float32)), rtol=1e-5)
+    assert len(result.history["arch"]) == 12
+
+
+def test_bad_actor_count_and_address_are_user_errors(cluster, payload):
     with pytest.raises(UserInputError, match="num_actors"):
         ActorPool(TinyJaxModel, payload, num_actors=0)
+    ray.shutdown()
+    try:
+        with pytest.raises(UserInputError, match="cannot join"):
+            ensure_ray(f"127.0.0.1:{free_port()}")
+    finally:
+        ray.shutdown()
+        ensure_ray(cluster)

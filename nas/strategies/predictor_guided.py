@@ -16,8 +16,9 @@ _PROXIES = ("flops", "macs", "params")
 class PredictorGuided(Strategy):
     """Each ask after the first `initial` random architectures:
 
-    1. fits an ensemble predictor of every expensive objective and constrained metric on the told history
-       (pre-trained on log of a free proxy from `cheap_metrics`, FLOPs/MACs/params, when one is given);
+    1. fits an ensemble predictor of every expensive objective and constrained metric on the told history,
+       from the space's features plus (`cheap_inputs`) the log of every cheap metric, pre-trained on the log
+       of a free proxy (FLOPs/MACs/params from `cheap_metrics`) when one is given;
     2. builds a candidate pool: every unseen canonical architecture of a small space, otherwise random
        architectures plus `pool_generations` rounds of mutation and crossover of the predicted front;
     3. scores candidates optimistically (mean + `optimism` * std towards better, cheap metrics exact) and picks
@@ -28,7 +29,7 @@ class PredictorGuided(Strategy):
     name = "predictor"
     defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
                 "optimism": 1.0, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
-                "proxy": "auto", "reference": None, "reference_quantile": 0.9}
+                "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True}
 
     def __init__(self, space, objectives, **kwargs):
         super().__init__(space, objectives, **kwargs)
@@ -41,6 +42,7 @@ class PredictorGuided(Strategy):
         self._model: EnsemblePredictor | None = None
         self._model_told = -1
         self.scored = 0
+        self._scaling = self._input_scaling()
 
     def _pick_proxy(self, proxy) -> str | None:
         if proxy == "auto":
@@ -60,17 +62,39 @@ class PredictorGuided(Strategy):
         targets = np.stack([self.metrics[n] for n in self.modelled], axis=1)
         if not np.isfinite(targets).any(0).all():
             return None
-        model = EnsemblePredictor(self.space.features(self.space.smallest()).shape[1], len(self.modelled),
+        model = EnsemblePredictor(self.inputs(self.space.smallest()[None]).shape[1], len(self.modelled),
                                   members=self.options["members"], hidden=tuple(self.options["hidden"]),
                                   steps=self.options["steps"], learning_rate=self.options["learning_rate"],
                                   seed=self.seed)
         if self.proxy is not None:
             archs = self.space.sample(self.options["pretrain_samples"], self.seed + 1)
             proxy = self.cheap(archs)[self.proxy]
-            model.pretrain(self.space.features(archs), np.log(np.maximum(proxy, 1e-12)))
-        self._model = model.fit(self.space.features(self.archs), targets, seed=self.seed + self._told)
+            model.pretrain(self.inputs(archs), np.log(np.maximum(proxy, 1e-12)))
+        self._model = model.fit(self.inputs(self.archs), targets, seed=self.seed + self._told)
         self._model_told = self._told
         return self._model
+
+    def _input_scaling(self) -> dict[str, tuple[float, float]]:
+        """Mean and spread of the log of each positive cheap metric over a fixed random sample."""
+        if not self.options["cheap_inputs"] or not self.cheap_names:
+            return {}
+        values = self.cheap(self.space.sample(self.options["pretrain_samples"], self.seed + 1))
+        scaling = {}
+        for name in sorted(values):
+            if (values[name] > 0).all():
+                logs = np.log(values[name])
+                scaling[name] = (float(logs.mean()), float(logs.std()) or 1.0)
+        return scaling
+
+    def inputs(self, archs: np.ndarray) -> np.ndarray:
+        """Predictor inputs: the space's features, plus the standardized log of every positive cheap metric
+        (FLOPs, params, a latency model's estimate) when `cheap_inputs`."""
+        features = self.space.features(archs)
+        if not self._scaling:
+            return features
+        cheap = self.cheap(archs)
+        extra = [(np.log(np.maximum(cheap[n], 1e-12)) - mu) / sd for n, (mu, sd) in self._scaling.items()]
+        return np.hstack([features, np.stack(extra, axis=1)]).astype(np.float32)
 
     def _load_extra_state(self, extra: dict) -> None:
         self._model, self._model_told = None, -1
@@ -109,7 +133,7 @@ class PredictorGuided(Strategy):
         self.scored += len(archs)
         cheap = self.cheap(archs)
         if model is not None:
-            mean, std = model.predict(self.space.features(archs))
+            mean, std = model.predict(self.inputs(archs))
         else:
             mean = std = np.zeros((len(archs), 0))
         k = float(self.options["optimism"])
