@@ -2,11 +2,10 @@
 
 Each architecture's canonical cell is built as an ONNX graph (ReLU-Conv-BN folded to ReLU-Conv, avg_pool 3x3,
 identity, dead edges dropped, so isomorphic cells are the same network), then timed with ONNX Runtime on one
-thread: warm-up runs, then the median of `--repeats` timed runs. The time taken is the calling thread's CPU
-time
-(ONNX Runtime with one intra-op thread computes in the caller's thread), so other processes on a busy machine
-add cache pressure but not their own time slices; `--clock wall` times wall-clock instead. Writes `arch,latency_ms` (the space's string
-form), the input format of `nas latency fit`.
+thread: warm-up runs, then the median of `--repeats` timed runs. The clock is the calling thread's CPU time (ONNX
+Runtime with one intra-op thread computes in the caller's thread), so other processes on a busy machine add cache
+pressure but not their own time slices; `--clock wall` times wall-clock instead. Writes `arch,latency_ms` (the
+space's string form), the input format of `nas latency fit`.
 
     python benchmarks/measure_nb201_onnx.py -n 1500 --out benchmarks/data/nb201_host_cpu_onnx.csv
 """
