@@ -79,19 +79,41 @@ def _predict_numpy(params: dict, x: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray, ridge: float) -> dict:
-    """Each member starts as its own weighted ridge regression (the skip and output bias) with a zero output
-    layer, so training begins at a good additive fit and the MLP learns what is left."""
-    design = np.hstack([x, np.ones((len(x), 1), dtype=x.dtype)]).astype(np.float64)
+_RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _ridge_coefficients(design: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: float) -> np.ndarray:
     penalty = ridge * np.eye(design.shape[1])
     penalty[-1, -1] = 0.0
+    gram = design.T @ (design * w[:, None]) + penalty
+    return np.linalg.lstsq(gram, design.T @ (w * y), rcond=None)[0]
+
+
+def _best_ridge(design: np.ndarray, y: np.ndarray, valid: np.ndarray) -> float:
+    """The penalty of the grid with the least leave-one-out error (closed form) on the valid rows."""
+    x, t = design[valid], y[valid]
+    errors = []
+    for ridge in _RIDGE_GRID:
+        penalty = ridge * np.eye(x.shape[1])
+        penalty[-1, -1] = 0.0
+        inverse = np.linalg.pinv(x.T @ x + penalty)
+        leverage = np.einsum("ij,jk,ik->i", x, inverse, x)
+        residual = (t - x @ (inverse @ (x.T @ t))) / np.maximum(1.0 - leverage, 1e-6)
+        errors.append(float((residual ** 2).mean()))
+    return _RIDGE_GRID[int(np.argmin(errors))]
+
+
+def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray, valid: np.ndarray) -> dict:
+    """Each member starts as its own weighted ridge regression (the skip and output bias; penalty per output
+    by leave-one-out error) with a zero output layer, so training begins at a good additive fit and the MLP
+    learns what is left."""
+    design = np.hstack([x, np.ones((len(x), 1), dtype=x.dtype)]).astype(np.float64)
     members, outputs = weights.shape[0], y.shape[1]
     coef = np.zeros((members, design.shape[1], outputs))
-    for m in range(members):
-        for k in range(outputs):
-            w = weights[m, :, k].astype(np.float64)
-            gram = design.T @ (design * w[:, None]) + penalty
-            coef[m, :, k] = np.linalg.lstsq(gram, design.T @ (w * y[:, k]), rcond=None)[0]
+    for k in range(outputs):
+        ridge = _best_ridge(design, y[:, k], valid[:, k])
+        for m in range(members):
+            coef[m, :, k] = _ridge_coefficients(design, y[:, k], weights[m, :, k].astype(np.float64), ridge)
     *hidden, (w_out, _) = params["layers"]
     out = (np.zeros_like(w_out), coef[:, -1, :].astype(np.float32))
     return {"layers": [*hidden, out], "skip": coef[:, :-1, :].astype(np.float32)}
@@ -101,14 +123,13 @@ class EnsemblePredictor:
     """Predicts K metrics from (N, F) features: mean and ensemble standard deviation, in the targets' units."""
 
     def __init__(self, num_features: int, num_outputs: int = 1, *, members: int = 8, hidden=(64, 64),
-                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, ridge: float = 1.0,
-                 seed: int = 0):
+                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0):
         if members < 1 or steps < 1 or num_features < 1 or num_outputs < 1:
             raise UserInputError(f"accuracy predictor: members, steps, features and outputs must be >= 1, got "
                                  f"members={members}, steps={steps}, features={num_features}, outputs={num_outputs}")
         self.sizes = (int(num_features), *map(int, hidden), int(num_outputs))
         self.members, self.steps = int(members), int(steps)
-        self.learning_rate, self.weight_decay, self.ridge = float(learning_rate), float(weight_decay), float(ridge)
+        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
         self.seed = int(seed)
         self.params = None
         self._start = None
@@ -131,7 +152,7 @@ class EnsemblePredictor:
         mask = np.zeros((size, y.shape[1]), dtype=np.float32)
         mask[:n] = valid
         weights = (boot * mask[None]).astype(np.float32)
-        start = _ridge_start(start, xp, yp, weights, self.ridge)
+        start = _ridge_start(start, xp, yp, weights, mask > 0)
         params = _train(start, xp, yp, weights, steps=self.steps, learning_rate=self.learning_rate,
                         weight_decay=self.weight_decay)
         return jax.tree_util.tree_map(np.asarray, params)
