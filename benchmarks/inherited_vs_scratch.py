@@ -1,0 +1,117 @@
+"""Inherited supernet weights vs training from scratch: accuracy gap and ranking agreement on `shapes`.
+
+Trains the supernet once (progressive shrinking, `nas.train`), then for subnets from the smallest to the largest
+measures test accuracy (a) with inherited weights after BN calibration and (b) after training the same subnet from
+scratch with the same optimizer for as many steps as the whole supernet training. Prints the table, the mean gap
+(goal: inherited within 1.5 points of scratch) and Kendall's tau between the two rankings (goal: >= 0.6).
+
+    python benchmarks/inherited_vs_scratch.py            # minutes on a laptop CPU
+    python benchmarks/inherited_vs_scratch.py --tiny     # smoke run, seconds of training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+
+
+def experiment(tiny: bool, runs_dir: str) -> dict:
+    phases = [{"name": "full", "epochs": 4, "lr": 0.1},
+              {"name": "kernel", "epochs": 2, "lr": 0.05, "kernel": [3, 5, 7]},
+              {"name": "depth", "epochs": 2, "lr": 0.05, "kernel": [3, 5, 7], "depth": [2, 3, 4]},
+              {"name": "expand", "epochs": 3, "lr": 0.05, "kernel": [3, 5, 7], "depth": [2, 3, 4],
+               "expand": [3, 4, 6]}]
+    if tiny:
+        phases = [dict(p, epochs=0.5) for p in phases]
+    return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
+            "space": {"name": "ofa_mbv3", "resolutions": [24, 32]},
+            "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 2048,
+                     "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 500},
+            "supernet": {"width_mult": 0.25 if tiny else 0.35},
+            "train": {"batch_size": 16 if tiny else 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5,
+                      "label_smoothing": 0.1, "warmup_epochs": 0.25, "sandwich": True, "num_random": 2,
+                      "distill": True, "bn_calibration_batches": 2 if tiny else 8, "checkpoint_every": 100,
+                      "phases": phases}}
+
+
+def subnet_ladder(space, count: int, seed: int) -> np.ndarray:
+    """`count` subnets from the smallest to the largest: level t picks each choice index ~ Binomial(n - 1, t)."""
+    rng = np.random.default_rng(seed)
+    levels = np.linspace(0.0, 1.0, count)
+    return np.stack([rng.binomial(space.sizes - 1, t) for t in levels]).astype(np.int32)
+
+
+def train_from_scratch(config, data, space, arch, steps: int, num_classes: int):
+    """The subnet `arch` alone, trained with the supernet's optimizer and a warm-up + cosine schedule."""
+    import jax.numpy as jnp
+
+    from nas import train
+    from nas.phases import Phase, allowed_choices
+
+    model = train.create_model(config, space, num_classes, data.channels)
+    optimizer = train.create_optimizer(model, config.train)
+    train.commit_to_device(model, optimizer)
+    schedule = Phase(0, "scratch", 0, steps, config.train.phases[0].lr,
+                     min(round(config.train.warmup_epochs * steps), steps - 1),
+                     allowed_choices(space, config.train.phases[0]), False)
+    stream = data.batches("train", config.train.batch_size, seed=config.seed, augment=True)
+    resolution = space.resolutions[int(arch[0])]
+    for step in range(steps):
+        batch = next(stream)
+        targets = train.smoothed_targets(batch.labels, num_classes, config.train.label_smoothing)
+        train.train_step(model, optimizer, train.resized_images(batch.images, resolution), targets,
+                         jnp.asarray(arch[None]), jnp.float32(schedule.learning_rate(step)), distill=False)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="smoke run: tiny data, width and phases")
+    parser.add_argument("--subnets", type=int, default=8, help="subnets from smallest to largest (default 8)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    from scipy.stats import kendalltau
+
+    from nas import train
+    from nas.config import config_from_dict
+
+    with tempfile.TemporaryDirectory() as runs_dir:
+        config = config_from_dict(experiment(args.tiny, runs_dir), source="inherited_vs_scratch")
+        started = time.perf_counter()
+        summary = train.train_and_evaluate(config)
+        supernet_s = time.perf_counter() - started
+        model, space, _ = train.load_trained_supernet(summary["run_dir"])
+    data = train.load_data(config)
+    num_classes = train.num_classes_of(config, data)
+    steps = summary["total_steps"]
+    evaluation = dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
+                      seed=config.seed, split="test")
+    rows = []
+    for arch in subnet_ladder(space, args.subnets, seed=1):
+        inherited = train.evaluate_subnet(model, data, space, arch, **evaluation)
+        started = time.perf_counter()
+        scratch_model = train_from_scratch(config, data, space, arch, steps, num_classes)
+        scratch = train.evaluate_subnet(scratch_model, data, space, arch, **evaluation)
+        rows.append({"arch": space.to_string(arch), "inherited": inherited, "scratch": scratch,
+                     "scratch_s": time.perf_counter() - started})
+        print(f"{rows[-1]['arch']}  inherited {inherited:.4f}  scratch {scratch:.4f}", flush=True)
+    inherited = np.array([r["inherited"] for r in rows])
+    scratch = np.array([r["scratch"] for r in rows])
+    tau = float(kendalltau(inherited, scratch).statistic)
+    result = {"tiny": args.tiny, "supernet_steps": steps, "supernet_train_s": round(supernet_s, 1),
+              "mean_gap_points": float(100 * (scratch - inherited).mean()), "kendall_tau": tau, "subnets": rows}
+    print(f"supernet: {steps} steps in {supernet_s:.0f} s; scratch: {steps} steps per subnet")
+    print(f"mean accuracy gap (scratch - inherited): {result['mean_gap_points']:+.2f} points (goal <= 1.5)")
+    print(f"Kendall tau between rankings: {tau:.3f} (goal >= 0.6)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
