@@ -41,3 +41,13 @@ def test_bad_kind_and_missing_predictor_path(space):
         build_cost_model(space, "host-cpu", "magic")
     with pytest.raises(UserInputError, match="path"):
         build_cost_model(space, "host-cpu", "predictor")
+
+
+def test_lut_kind_uses_the_shipped_measured_table_when_it_covers_the_space():
+    space = get_space("ofa_mbv3", resolutions=(24, 32))
+    model = build_cost_model(space, "host-cpu", "lut")
+    assert model.describe()["table"]["method"] == "measured" and not model.describe()["estimated"]
+    out = model.predict(np.stack([space.smallest(), space.largest()]).reshape(2, -1))
+    assert 0 < out["latency_ms"][0] < out["latency_ms"][1]
+    uncovered = get_space("ofa_mbv3", resolutions=(224,))
+    assert build_cost_model(uncovered, "host-cpu", "lut").describe()["estimated"]
