@@ -97,7 +97,8 @@ class Strategy:
         self.cheap_names = self._probe_cheap_names()
         self._asked_chunks: list[np.ndarray] = []
         self._asked_count = 0
-        self._asked_keys: set[int] = set()
+        self._seen_keys = np.zeros(0, dtype=np.uint64)
+        self.candidates_screened = 0
         self._told = 0
         self._arch_buffer = np.zeros((0, space.num_decisions), dtype=space.dtype)
         self._metric_buffers: dict[str, np.ndarray] = {}
@@ -174,7 +175,7 @@ class Strategy:
         self._asked_chunks.append(chosen)
         self._asked_count += len(chosen)
         if len(chosen):
-            self._asked_keys.update(self.space.hash(chosen).tolist())
+            self._remember(self.space.hash(chosen))
         return chosen
 
     def tell(self, archs, metrics: dict) -> None:
@@ -196,7 +197,7 @@ class Strategy:
                 self._metric_buffers[k] = np.full(len(self._arch_buffer), np.nan)
             self._metric_buffers[k][old:total] = v
         self._told = total
-        self._asked_keys.update(self.space.hash(archs).tolist())
+        self._remember(self.space.hash(archs))
 
     @property
     def archs(self) -> np.ndarray:
@@ -221,10 +222,19 @@ class Strategy:
     def _propose(self, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def _remember(self, keys: np.ndarray) -> None:
+        """Inserts hashes into the sorted array of seen ones."""
+        new = np.unique(keys)
+        new = new[~self._known(new)]
+        self._seen_keys = np.insert(self._seen_keys, np.searchsorted(self._seen_keys, new), new)
+
+    def _known(self, keys: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(self._seen_keys, keys), max(len(self._seen_keys) - 1, 0))
+        return self._seen_keys[at] == keys if len(self._seen_keys) else np.zeros(len(keys), dtype=bool)
+
     def seen(self, archs: np.ndarray) -> np.ndarray:
         """(N,) bool: already asked or told."""
-        keys = self.space.hash(archs).tolist()
-        return np.fromiter((k in self._asked_keys for k in keys), dtype=bool, count=len(keys))
+        return self._known(self.space.hash(archs))
 
     def _unseen(self, candidates: np.ndarray, n: int) -> np.ndarray:
         """The first `n` candidates (canonicalised) that are unseen and distinct, in order."""
@@ -234,15 +244,15 @@ class Strategy:
         keys = self.space.hash(cand)
         _, first = np.unique(keys, return_index=True)
         first = np.sort(first)
-        first_keys = keys[first].tolist()
-        fresh = [i for i, k in zip(first.tolist(), first_keys) if k not in self._asked_keys]
-        return cand[np.asarray(fresh[:n], dtype=np.int64)].astype(self.space.dtype)
+        fresh = first[~self._known(keys[first])]
+        return cand[fresh[:n]].astype(self.space.dtype)
 
     # ------------------------------------------------------------ sampling
     def sample_feasible(self, n: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """About `n` architectures that meet the cheap constraints: a uniform and a small-biased half, repaired
         towards smaller choices where over budget."""
         rng = self.rng if rng is None else rng
+        self.candidates_screened += n
         if not self.cheap_constraints:
             return self.space.sample(n, rng)
         uniform = self.space.sample(n - n // 2, rng)
@@ -252,6 +262,7 @@ class Strategy:
     def feasible_part(self, archs: np.ndarray, needed: int) -> np.ndarray:
         """The rows that meet the cheap constraints, in order; when fewer than `needed` do, the others follow
         repaired."""
+        self.candidates_screened += len(archs)
         if not self.cheap_constraints:
             return archs
         ok = self.cheap_feasible(archs)
@@ -343,7 +354,8 @@ class Strategy:
         self._metric_buffers = {k: _from_json_list(v) for k, v in state["metrics"].items()}
         self._told = len(self._arch_buffer)
         keys = self.space.hash(np.vstack([self.asked, self.archs]))
-        self._asked_keys = set(keys.tolist())
+        self._seen_keys = np.zeros(0, dtype=np.uint64)
+        self._remember(keys)
         self._load_extra_state(state.get("extra", {}))
 
     def _extra_state(self) -> dict:

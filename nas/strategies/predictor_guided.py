@@ -41,7 +41,6 @@ class PredictorGuided(Strategy):
         self.proxy = self._pick_proxy(self.options["proxy"])
         self._model: EnsemblePredictor | None = None
         self._model_told = -1
-        self.scored = 0
         self._scaling = self._input_scaling()
 
     def _pick_proxy(self, proxy) -> str | None:
@@ -130,7 +129,7 @@ class PredictorGuided(Strategy):
     # ---------------------------------------------------------- acquisition
     def optimistic(self, archs: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
         """(N, M) optimistic objective values (minimisation convention) and (N,) optimistic feasibility."""
-        self.scored += len(archs)
+        self.candidates_screened += len(archs)
         cheap = self.cheap(archs)
         if model is not None:
             mean, std = model.predict(self.inputs(archs))
@@ -186,22 +185,32 @@ class PredictorGuided(Strategy):
 
     def greedy_batch(self, scores: np.ndarray, n: int) -> np.ndarray:
         """Indices of up to `n` candidates, each maximising hypervolume improvement over the observed front plus
-        the earlier picks; candidates that improve nothing go last, most uncertain-looking (best score) first."""
+        the earlier picks; when no candidate improves it, the one closest to entering the front."""
         ref = self.reference_point()
         observed = self._observed()
         front = observed[pareto_mask(observed)] if np.isfinite(observed).all(1).any() else observed[:0]
         front = front[np.isfinite(front).all(1)]
         available = np.ones(len(scores), dtype=bool)
+        spread = np.ptp(np.vstack([front, scores, ref[None]]), axis=0) + 1e-12
         picks = []
         for _ in range(min(n, len(scores))):
             index = np.flatnonzero(available)
             gain = hypervolume_improvement(scores[index], front, ref)
-            if gain.max() <= 0:
-                rest = index[np.lexsort(scores[index].T[::-1])]
-                picks.extend(rest[: n - len(picks)].tolist())
-                break
-            best = index[int(np.argmax(gain))]
+            best = index[int(np.argmax(gain))] if gain.max() > 0 else index[int(np.argmin(
+                _distance_to_front(scores[index], front, ref, spread)))]
             picks.append(best)
             available[best] = False
             front = np.vstack([front, scores[best][None]])
         return np.asarray(picks, dtype=np.int64)
+
+
+def _distance_to_front(candidates: np.ndarray, front: np.ndarray, ref: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """(C,) the additive epsilon (in units of each objective's spread) a candidate must improve by in every
+    objective to be dominated by no front point and to beat the reference point."""
+    c, r = candidates / spread, ref / spread
+    beyond_ref = np.maximum((c - r).max(1), 0.0)
+    if len(front) == 0:
+        return beyond_ref
+    f = front / spread
+    dominated_by = (c[:, None, :] - f[None, :, :]).min(2).max(1)
+    return np.maximum(dominated_by, 0.0) + beyond_ref
