@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from latency_models.layers import layer_table
-from latency_models.predictor import CalibratedPredictor, _distinct, accuracy, read_measurements
+from latency_models.predictor import CalibratedPredictor, distinct_architectures, accuracy, read_measurements
 from search_spaces import get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,11 +65,26 @@ def run_once(space, archs, measured, n, seed):
     return rows
 
 
+def repeatability(space, table: Path, archs, measured) -> None:
+    """How well a second measurement pass (`<table>_repeat.csv`) agrees with the first: the noise ceiling."""
+    repeat_path = table.with_name(table.stem + "_repeat.csv")
+    if not repeat_path.exists():
+        return
+    again, again_measured = distinct_architectures(space, *read_measurements(repeat_path, space))
+    first = dict(zip(space.hash(archs).tolist(), measured["latency_ms"]))
+    common = [i for i, key in enumerate(space.hash(again).tolist()) if key in first]
+    keys = space.hash(again[common]).tolist()
+    s = accuracy(again_measured["latency_ms"][common], np.array([first[k] for k in keys]))
+    print(f"   measurement repeatability ({len(common)} networks timed twice): rho {s['spearman']:.3f}, "
+          f"within +-10% {100 * s['within_10pct']:.1f}% -- the ceiling for any predictor")
+
+
 def report(table: Path, sizes, seeds) -> None:
     space = get_space("nb201")
     archs, measured = read_measurements(table, space)
-    archs, measured = _distinct(space, archs, measured)
+    archs, measured = distinct_architectures(space, archs, measured)
     print(f"\n== {table.name}: {len(archs)} distinct architectures, metrics {list(measured)}")
+    repeatability(space, table, archs, measured)
     header = f"{'metric':<11}{'n':>5} {'model':<17}{'rho':>7}{'tau':>7}{'<=10%':>8}{'RMSE':>9}"
     for n in sizes:
         if len(archs) - n < MIN_TEST:

@@ -1,11 +1,12 @@
 """End-to-end host-CPU latency of NAS-Bench-201 networks (C=16, N=5, 32x32, 100 classes) under ONNX Runtime.
 
 Each architecture's canonical cell is built as an ONNX graph (ReLU-Conv-BN folded to ReLU-Conv, avg_pool 3x3,
-identity, dead edges dropped, so isomorphic cells are the same network), then timed with ONNX Runtime on one
-thread: warm-up runs, then the median of `--repeats` timed runs. The clock is the calling thread's CPU time (ONNX
-Runtime with one intra-op thread computes in the caller's thread), so other processes on a busy machine add cache
-pressure but not their own time slices; `--clock wall` times wall-clock instead. Writes `arch,latency_ms` (the
-space's string form), the input format of `nas latency fit`.
+identity, dead edges dropped, so isomorphic cells are the same network) and timed with ONNX Runtime on one thread,
+alternating run by run with a fixed reference network (all nor_conv_3x3): the reported latency is the ratio of
+the two medians times the reference's median over the whole session, which cancels most of the slow drift that
+other processes cause on a busy machine. The clock is the calling thread's CPU time (ONNX Runtime with one
+intra-op thread computes in the caller's thread); `--clock wall` times wall-clock instead. Writes
+`arch,latency_ms` (the space's string form), the input format of `nas latency fit`.
 
     python benchmarks/measure_nb201_onnx.py -n 1500 --out benchmarks/data/nb201_host_cpu_onnx.csv
 """
@@ -118,24 +119,33 @@ def build_network(space, arch: np.ndarray, seed: int = 0) -> onnx.ModelProto:
 
 
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+REFERENCE_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
-def time_model(model: onnx.ModelProto, warmup: int, repeats: int, clock: str = "cpu") -> float:
-    """Median time of one inference in milliseconds (one intra-op thread), by the thread-CPU or wall clock."""
+def session(model: onnx.ModelProto):
+    """An ONNX Runtime CPU session on one thread and its input feed."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    runner = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"input": np.random.default_rng(0).normal(size=(1, 3, RESOLUTION, RESOLUTION)).astype(np.float32)}
-    for _ in range(warmup):
-        session.run(None, feed)
+    return lambda: runner.run(None, feed)
+
+
+def time_interleaved(run_arch, run_reference, warmup: int, repeats: int, clock: str = "cpu") -> tuple[float, float]:
+    """Median times in ms of an architecture and of the reference network, timed alternately so that both see
+    the same machine load; their ratio is what a busy machine disturbs least."""
     now = CLOCKS[clock]
-    times = np.empty(repeats)
+    for _ in range(warmup):
+        run_arch(), run_reference()
+    times = np.empty((repeats, 2))
     for i in range(repeats):
-        start = now()
-        session.run(None, feed)
-        times[i] = now() - start
-    return float(np.median(times) * 1e3)
+        for j, run in enumerate((run_arch, run_reference)):
+            start = now()
+            run()
+            times[i, j] = now() - start
+    arch_ms, reference_ms = np.median(times, axis=0) * 1e3
+    return float(arch_ms), float(reference_ms)
 
 
 def main() -> None:
@@ -149,16 +159,21 @@ def main() -> None:
     args = parser.parse_args()
     space = get_space("nb201")
     classes = np.unique(space.canonical(space.enumerate()), axis=0)
-    rng = np.random.default_rng(args.seed)
-    chosen = classes[rng.permutation(len(classes))[: args.n]]
+    chosen = classes[np.random.default_rng(args.seed).permutation(len(classes))[: args.n]]
+    run_reference = session(build_network(space, space.from_string(REFERENCE_ARCH)))
+    ratios, reference_ms = np.empty(len(chosen)), np.empty(len(chosen))
+    for i, arch in enumerate(tqdm(chosen, desc="timing nb201 on host CPU")):
+        arch_ms, reference_ms[i] = time_interleaved(session(build_network(space, arch)), run_reference,
+                                                    args.warmup, args.repeats, args.clock)
+        ratios[i] = arch_ms / reference_ms[i]
+    latency = ratios * np.median(reference_ms)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["arch", "latency_ms"])
-        for arch in tqdm(chosen, desc="timing nb201 on host CPU"):
-            latency = time_model(build_network(space, arch), args.warmup, args.repeats, args.clock)
-            writer.writerow([space.to_string(arch), f"{latency:.5f}"])
-            f.flush()
+        writer.writerows([space.to_string(arch), f"{ms:.5f}"] for arch, ms in zip(chosen, latency))
+    print(f"wrote {len(chosen)} latencies to {args.out}; reference network {np.median(reference_ms):.4f} ms "
+          f"(median; 10-90% {np.percentile(reference_ms, 10):.4f}-{np.percentile(reference_ms, 90):.4f})")
 
 
 if __name__ == "__main__":

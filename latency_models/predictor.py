@@ -269,7 +269,7 @@ class CalibratedPredictor:
             source: str = "", seed: int = 0) -> "CalibratedPredictor":
         """Fits one model per measured metric (`latency_ms`, optionally `energy_mj`) on distinct architectures
         (repeats of one canonical network are averaged); at most MAX_TRAIN_ROWS of them, drawn at random."""
-        archs, measured = _distinct(space, space.validate(archs), measured)
+        archs, measured = distinct_architectures(space, space.validate(archs), measured)
         if len(archs) > MAX_TRAIN_ROWS:
             keep = np.sort(np.random.default_rng(seed).permutation(len(archs))[:MAX_TRAIN_ROWS])
             archs, measured = archs[keep], {k: v[keep] for k, v in measured.items()}
@@ -355,7 +355,7 @@ def _plain_config(config: dict) -> dict:
     return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in config.items()}
 
 
-def _distinct(space: Space, archs: np.ndarray, measured: dict[str, np.ndarray]):
+def distinct_architectures(space: Space, archs: np.ndarray, measured: dict[str, np.ndarray]):
     """One row per canonical architecture, with each metric's mean over the rows that share it."""
     keys = space.hash(archs)
     unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)

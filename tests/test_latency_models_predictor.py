@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latency_models.predictor import (CalibratedPredictor, _distinct, accuracy, read_measurements,
+from latency_models.predictor import (CalibratedPredictor, distinct_architectures, accuracy, read_measurements,
                                       write_predictions)
 from search_spaces import get_space
 from search_spaces.errors import UserInputError
@@ -108,7 +108,7 @@ def test_ofa_mbv3_fit_ranks_unseen_subnets(tmp_path):
 def test_repeated_measurements_of_one_network_are_averaged():
     space = get_space("nb201")
     a = space.parse(["|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"] * 2)
-    archs, measured = _distinct(space, a, {"latency_ms": np.array([1.0, 3.0])})
+    archs, measured = distinct_architectures(space, a, {"latency_ms": np.array([1.0, 3.0])})
     assert len(archs) == 1 and measured["latency_ms"].tolist() == [2.0]
 
 
@@ -156,7 +156,7 @@ def test_pi5_table_hundred_samples_meet_the_accuracy_goal():
     if not PI5_TABLE.exists():
         pytest.skip(f"the shared Raspberry Pi 5 measurements are not at {PI5_TABLE}")
     space = get_space("nb201")
-    archs, measured = _distinct(space, *read_measurements(PI5_TABLE, space))
+    archs, measured = distinct_architectures(space, *read_measurements(PI5_TABLE, space))
     order = np.random.default_rng(0).permutation(len(archs))
     train, test = order[:100], order[100:]
     predictor = CalibratedPredictor.fit(space, archs[train], {"latency_ms": measured["latency_ms"][train]})
