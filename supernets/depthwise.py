@@ -103,58 +103,42 @@ def _input_grad(dy, kernel, stride, h, w):
 
 
 def _tile_size(size):
-    """Output rows (or columns) per loop step of the kernel gradient: whole when small, else 4."""
+    """Output rows (or columns) per loop step of the kernel gradient: all of them when few, else 4."""
     return size if size <= 8 else 4
 
 
-def _window_grads(sources, dy):
-    """For each (src, kh, kw): g[i, j, c] = sum_{n,o,q} src[n, o + i, q + j, c] * dy[n, o, q, c].
+def _kernel_grad(x, dy, k, stride):
+    """dk[i, j, c] = sum_{n,o,q} xp[n, s*o + i, s*q + j, c] * dy[n, o, q, c], xp = x zero-padded by k//2.
 
-    The output grid of dy is cut into tiles; for each tile one loop fusion adds, per image, the kh x kw windows
-    of src weighted by the tile's dy pixels (taps are output elements, so nothing is reduced inside XLA's slow
-    reduction loops); a matrix-vector product with ones then sums the images.
+    The output grid of dy is cut into tiles; for each tile one loop fusion adds, per image, the k x k windows of
+    xp weighted by the tile's dy pixels (taps are output elements, so nothing goes through XLA's reduction loops,
+    which run as scalar chains here); a matrix-vector product with ones then sums the images.
     """
     n, ho, wo, c = dy.shape
+    p = k // 2
     to, tq = _tile_size(ho), _tile_size(wo)
     nto, ntq = -(-ho // to), -(-wo // tq)
     dy = _pad_hw(dy, 0, nto * to - ho, 0, ntq * tq - wo)
-    padded = []
-    for src, kh, kw in sources:
-        need_h, need_w = nto * to + kh - 1, ntq * tq + kw - 1
-        src = _pad_hw(src, 0, max(0, need_h - src.shape[1]), 0, max(0, need_w - src.shape[2]))
-        padded.append((src[:, :need_h, :need_w, :], kh, kw))
+    win_h, win_w = stride * (to - 1) + k, stride * (tq - 1) + k
+    need_h, need_w = stride * (nto - 1) * to + win_h, stride * (ntq - 1) * tq + win_w
+    xp = _pad_hw(x, p, max(p, need_h - x.shape[1] - p), p, max(p, need_w - x.shape[2] - p))
 
     def tile(o0, q0):
         ds = lax.dynamic_slice(dy, (0, o0, q0, 0), (n, to, tq, c))
-        sums = []
-        for src, kh, kw in padded:
-            xs = lax.dynamic_slice(src, (0, o0, q0, 0), (n, to + kh - 1, tq + kw - 1, c))
-            terms = [xs[:, o : o + kh, q : q + kw, :] * ds[:, o : o + 1, q : q + 1, :] for o in range(to) for q in range(tq)]
-            sums.append(_tree_sum(terms))
-        return sums
+        xs = lax.dynamic_slice(xp, (0, stride * o0, stride * q0, 0), (n, win_h, win_w, c))
+        terms = [
+            xs[:, stride * u : stride * u + k, stride * v : stride * v + k, :] * ds[:, u : u + 1, v : v + 1, :]
+            for u in range(to)
+            for v in range(tq)
+        ]
+        return _tree_sum(terms)
 
     if nto * ntq == 1:
         per_image = tile(0, 0)
     else:
-        init = [jnp.zeros((n, kh, kw, c), dy.dtype) for _, kh, kw in padded]
-        body = lambda t, acc: [a + s for a, s in zip(acc, tile((t // ntq) * to, (t % ntq) * tq))]
-        per_image = lax.fori_loop(0, nto * ntq, body, init)
-    ones = jnp.ones((1, n), dy.dtype)
-    return [(ones @ g.reshape(n, -1)).reshape(g.shape[1:]) for g in per_image]
-
-
-def _kernel_grad(x, dy, k, stride):
-    p = k // 2
-    xp = _pad_hw(x, p, p, p, p)
-    if stride == 1:
-        return _window_grads([(xp, k, k)], dy)[0]
-    ph = _phases(xp)
-    order = [(a, b) for a in (0, 1) for b in (0, 1)]
-    grads = _window_grads([(ph[a][b], (k + 1 - a) // 2, (k + 1 - b) // 2) for a, b in order], dy)
-    dk = jnp.zeros((k, k, dy.shape[3]), dy.dtype)
-    for (a, b), g in zip(order, grads):
-        dk = dk.at[a::2, b::2].set(g)
-    return dk
+        body = lambda t, acc: acc + tile((t // ntq) * to, (t % ntq) * tq)
+        per_image = lax.fori_loop(0, nto * ntq, body, jnp.zeros((n, k, k, c), dy.dtype))
+    return (jnp.ones((1, n), dy.dtype) @ per_image.reshape(n, -1)).reshape(k, k, c)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
