@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latency_models.predictor_features import default_kernels, feature_groups
+from latency_models.predictor_features import default_kernels, feature_groups, reference_layer_values
 from search_spaces import get_space
 from search_spaces.errors import UserInputError
 from search_spaces.space import Space
@@ -257,8 +257,9 @@ class CalibratedPredictor:
     """Latency (and energy) of any architecture of one space on one device, calibrated on measured ones."""
 
     def __init__(self, space_config: dict, terms: list[KernelTerm], models: dict[str, MetricModel],
-                 info: dict | None = None):
+                 info: dict | None = None, reference: dict | None = None):
         self.space_config, self.terms, self.models, self.info = dict(space_config), terms, models, dict(info or {})
+        self.reference = reference
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -273,7 +274,8 @@ class CalibratedPredictor:
         if len(archs) > MAX_TRAIN_ROWS:
             keep = np.sort(np.random.default_rng(seed).permutation(len(archs))[:MAX_TRAIN_ROWS])
             archs, measured = archs[keep], {k: v[keep] for k, v in measured.items()}
-        groups = feature_groups(space, archs)
+        reference = reference_layer_values(space)
+        groups = feature_groups(space, archs, reference)
         kernels = [tuple(k) for k in (kernels or default_kernels(space, groups))]
         missing = sorted({g for g, _ in kernels} - set(groups))
         if missing:
@@ -288,7 +290,7 @@ class CalibratedPredictor:
             base = base or (name, values, loo)
         info = {"device": device, "source": source, "distinct_architectures": int(len(archs)),
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        return cls(space.config(), terms, models, info)
+        return cls(space.config(), terms, models, info, reference)
 
     def check_space(self, space: Space) -> None:
         if _plain_config(space.config()) != _plain_config(self.space_config):
@@ -305,7 +307,7 @@ class CalibratedPredictor:
         archs = space.validate(archs)
         out = {name: np.empty(len(archs)) for name in self.models}
         for start in range(0, len(archs), PREDICT_CHUNK):
-            groups = feature_groups(space, archs[start:start + PREDICT_CHUNK])
+            groups = feature_groups(space, archs[start:start + PREDICT_CHUNK], self.reference)
             chunk: dict[str, np.ndarray] = {}
             for name, model in self.models.items():
                 chunk[name] = model.predict(self.terms, groups, chunk)
@@ -316,10 +318,11 @@ class CalibratedPredictor:
         return {"kind": "calibrated_predictor", "schema_version": SCHEMA_VERSION, "space": self.space_config,
                 "kernels": [[t.group, t.kind] for t in self.terms], "metrics": list(self.metrics),
                 "targets": {k: m.target for k, m in self.models.items()},
-                "training": {k: m.stats for k, m in self.models.items()}, **self.info}
+                "training": {k: m.stats for k, m in self.models.items()},
+                "reference": {k: v for k, v in (self.reference or {}).items() if k != "per_layer"}, **self.info}
 
     def to_json(self) -> dict:
-        return {**self.describe(), "terms": [t.to_json() for t in self.terms],
+        return {**self.describe(), "reference": self.reference, "terms": [t.to_json() for t in self.terms],
                 "models": {k: m.to_json() for k, m in self.models.items()}}
 
     def save(self, path) -> Path:
@@ -348,7 +351,7 @@ class CalibratedPredictor:
         except (KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"predictor file {str(path)!r} is damaged: {type(e).__name__} {e}") from None
         info = {k: data.get(k, "") for k in ("device", "source", "distinct_architectures", "created")}
-        return cls(data["space"], terms, models, info)
+        return cls(data["space"], terms, models, info, data.get("reference"))
 
 
 def _plain_config(config: dict) -> dict:

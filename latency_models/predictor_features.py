@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from search_spaces.errors import UserInputError
 from search_spaces.space import Space
 
 FeatureGroups = dict[str, np.ndarray]
@@ -94,25 +95,62 @@ def _column(table, name: str):
     return table[name]
 
 
+REFERENCE_DEVICE = "host-cpu"
+
+
+def reference_layer_values(space: Space) -> dict | None:
+    """This machine's per-layer latencies for the space (its measured lookup table where one covers the space,
+    else its roofline estimate), to be frozen into a fitted predictor so that re-profiling later does not change
+    it; None when the space has no layer enumeration."""
+    try:
+        from latency_models.devices import get_device, measured_tables
+        from latency_models.lut import LookupTable
+        from latency_models.roofline import roofline_table
+
+        device = get_device(REFERENCE_DEVICE)
+        tables = (LookupTable.load(path) for path in measured_tables(device.name))
+        table = next((t for t in tables if t.metadata.get("method") != "roofline" and not t.missing(space)), None)
+        table = table or roofline_table(space, device)
+        return {"device": device.name, "table": str(table.path or "roofline estimate"),
+                "date": table.metadata.get("date", ""), "per_layer": table.per_layer(space).tolist(),
+                "overhead_ms": table.overhead_ms}
+    except (ImportError, UserInputError):
+        return None
+
+
+def reference_groups(space: Space, archs: np.ndarray, reference: dict | None) -> FeatureGroups:
+    """The reference device's lookup-table latency of each architecture: a prior that other devices' latencies
+    largely follow (same layers, different speeds)."""
+    if reference is None:
+        return {}
+    from latency_models.layers import space_layers
+
+    evaluate = space_layers(space).compile(np.asarray(reference["per_layer"], dtype=np.float64))
+    return {"reference_latency": (evaluate(archs) + reference["overhead_ms"])[:, None]}
+
+
 SPACE_GROUPS = {"nb201": nb201_groups, "ofa_mbv3": ofa_mbv3_groups}
 
 # Default kernels per space: (feature group, kernel kind). Every group gets its own scale, chosen in `fit`.
 SPACE_KERNELS = {
     "nb201": [("op_counts", "linear"), ("edge_ops", "linear"), ("node_fan_in", "linear"), ("edge_ops", "poly2"),
-              ("layer_costs", "linear")],
+              ("layer_costs", "linear"), ("reference_latency", "linear")],
     "ofa_mbv3": [("resolution", "linear"), ("op_counts_pixels", "linear"), ("stage_depth", "linear"),
                  ("block_ops_pixels", "linear"),
-                 ("block_ops", "linear"), ("block_ops_pixels", "poly2"), ("layer_costs", "linear")],
+                 ("block_ops", "linear"), ("block_ops_pixels", "poly2"), ("layer_costs", "linear"),
+                 ("reference_latency", "linear")],
 }
-GENERIC_KERNELS = [("decisions", "linear"), ("decisions", "poly2"), ("layer_costs", "linear")]
+GENERIC_KERNELS = [("decisions", "linear"), ("decisions", "poly2"), ("layer_costs", "linear"),
+                   ("reference_latency", "linear")]
 
 
-def feature_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
+def feature_groups(space: Space, archs: np.ndarray, reference: dict | None = None) -> FeatureGroups:
     """All feature groups this framework knows for `space`, each (N, k) float64, computed on the canonical
-    form (functionally equal architectures get equal features)."""
+    form (functionally equal architectures get equal features); `reference` from `reference_layer_values`."""
     archs = space.canonical(space.validate(archs))
     groups = SPACE_GROUPS.get(space.name, generic_groups)(space, archs)
     groups.update(layer_groups(space, archs))
+    groups.update(reference_groups(space, archs, reference))
     return groups
 
 
