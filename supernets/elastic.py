@@ -1,0 +1,222 @@
+"""Elastic layers with weights at their largest shape: sliceable batch norm, elastic MBConv block (kernel, expand)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
+from supernets.depthwise import depthwise_conv
+from supernets.kernel_transform import KERNEL_SIZES, active_kernel
+from supernets.static import BN_EPS, ACTIVATIONS, hsigmoid, relu
+
+BN_MOMENTUM = 0.1
+
+
+def he_fout(rngs: nnx.Rngs, shape, fan_out: int):
+    """OFA's 'he_fout' initialisation: normal with std sqrt(2 / (k * k * out_channels))."""
+    return jax.random.normal(rngs.params(), shape, jnp.float32) * np.sqrt(2.0 / fan_out)
+
+
+def pointwise(x, kernel):
+    """1x1 convolution of x (..., C_in) with kernel (C_in, C_out), as one matmul."""
+    return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
+
+
+class ElasticBatchNorm(nnx.Module):
+    """Batch norm over the first `c` of `channels` channels; running statistics stored at full width.
+
+    `normalize` is pure: modes 'train' and 'calibrate' normalize with batch statistics and return them
+    (train: unbiased variance, for the running update; calibrate: biased, OFA's reset_running_statistics),
+    padded to full width with the active channel count; mode 'eval' uses the running statistics.
+    """
+
+    def __init__(self, channels: int):
+        self.channels = channels
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
+
+    def arrays(self) -> dict:
+        return {"scale": self.scale[...], "bias": self.bias[...], "mean": self.mean[...], "var": self.var[...]}
+
+    @staticmethod
+    def normalize(p: dict, x, c: int, mode: str):
+        if mode == "eval":
+            mean, var, stat = p["mean"][:c], p["var"][:c], None
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x, axis=axes)
+            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            n = x.size // c
+            kept = var * (n / max(n - 1, 1)) if mode == "train" else var
+            width = p["scale"].shape[0]
+            pad = lambda v: jnp.pad(lax.stop_gradient(v), (0, width - c))
+            stat = (pad(mean), pad(kept), jnp.int32(c))
+        y = (x - mean) * (lax.rsqrt(var + BN_EPS) * p["scale"][:c]) + p["bias"][:c]
+        return y, stat
+
+    @staticmethod
+    def empty_stat(p: dict):
+        zeros = jnp.zeros_like(p["mean"])
+        return zeros, zeros, jnp.int32(0)
+
+    def update(self, stat, momentum: float = BN_MOMENTUM):
+        """Running average (PyTorch momentum convention) over the channels the batch used."""
+        mean, var, count = stat
+        active = jnp.arange(self.channels) < count
+        self.mean[...] = jnp.where(active, (1 - momentum) * self.mean[...] + momentum * mean, self.mean[...])
+        self.var[...] = jnp.where(active, (1 - momentum) * self.var[...] + momentum * var, self.var[...])
+
+    def set_statistics(self, mean, var, count):
+        """Overwrite the running statistics of the first `count` channels."""
+        active = jnp.arange(self.channels) < count
+        self.mean[...] = jnp.where(active, mean, self.mean[...])
+        self.var[...] = jnp.where(active, var, self.var[...])
+
+    def permute(self, order):
+        for v in (self.scale, self.bias, self.mean, self.var):
+            v[...] = v[...][order]
+
+
+class ElasticMBConv(nnx.Module):
+    """MBConv block of OFA's MobileNetV3 with elastic kernel (3, 5, 7) and expand ratio (3, 4, 6).
+
+    A smaller subnet computes less: the 1x1 convs run on static channel slices chosen by `lax.switch`, and the
+    depthwise conv on the kernel size chosen the same way; see `apply`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, act: str, se: bool, *, rngs: nnx.Rngs):
+        self.in_channels, self.out_channels, self.stride, self.act, self.se = in_channels, out_channels, stride, act, se
+        self.residual = stride == 1 and in_channels == out_channels
+        self.mid_choices = tuple(make_divisible(round(in_channels * e), 8) for e in EXPAND_CHOICES)
+        mid, k = max(self.mid_choices), max(KERNEL_SIZES)
+        self.expand_kernel = nnx.Param(he_fout(rngs, (in_channels, mid), mid))
+        self.expand_bn = ElasticBatchNorm(mid)
+        self.depthwise_kernel = nnx.Param(he_fout(rngs, (k, k, mid), k * k * mid))
+        self.transform_5 = nnx.Param(jnp.eye(25, dtype=jnp.float32))
+        self.transform_3 = nnx.Param(jnp.eye(9, dtype=jnp.float32))
+        self.depthwise_bn = ElasticBatchNorm(mid)
+        if se:
+            self.se_choices = tuple(make_divisible(c // 4, 8) for c in self.mid_choices)
+            r = max(self.se_choices)
+            self.se_reduce_kernel = nnx.Param(he_fout(rngs, (mid, r), r))
+            self.se_reduce_bias = nnx.Param(jnp.zeros((r,), jnp.float32))
+            self.se_expand_kernel = nnx.Param(he_fout(rngs, (r, mid), mid))
+            self.se_expand_bias = nnx.Param(jnp.zeros((mid,), jnp.float32))
+        self.project_kernel = nnx.Param(he_fout(rngs, (mid, out_channels), out_channels))
+        self.project_bn = ElasticBatchNorm(out_channels)
+
+    def batch_norms(self) -> list[ElasticBatchNorm]:
+        return [self.expand_bn, self.depthwise_bn, self.project_bn]
+
+    def arrays(self) -> dict:
+        names = ["expand_kernel", "depthwise_kernel", "transform_5", "transform_3", "project_kernel"]
+        if self.se:
+            names += ["se_reduce_kernel", "se_reduce_bias", "se_expand_kernel", "se_expand_bias"]
+        p = {n: getattr(self, n)[...] for n in names}
+        p.update(expand_bn=self.expand_bn.arrays(), depthwise_bn=self.depthwise_bn.arrays(),
+                 project_bn=self.project_bn.arrays())
+        return p
+
+    def sliced_weights(self, p: dict, expand_index: int, kernel: int) -> dict:
+        """The block's weights at one (expand choice index, kernel size), kernel transforms applied."""
+        c = self.mid_choices[expand_index]
+        transforms = {5: p["transform_5"], 3: p["transform_3"]}
+        w = {"mid": c, "kernel": kernel, "expand_kernel": p["expand_kernel"][:, :c],
+             "depthwise_kernel": active_kernel(p["depthwise_kernel"][:, :, :c], kernel, transforms),
+             "project_kernel": p["project_kernel"][:c]}
+        if self.se:
+            r = self.se_choices[expand_index]
+            w.update(se_reduce_kernel=p["se_reduce_kernel"][:c, :r], se_reduce_bias=p["se_reduce_bias"][:r],
+                     se_expand_kernel=p["se_expand_kernel"][:r, :c], se_expand_bias=p["se_expand_bias"][:c])
+        return w
+
+    def _expand(self, p: dict, mode: str, expand_index: int, x):
+        """1x1 expand, BN, activation on the first c channels; zero-padded to full width for the depthwise."""
+        c = self.mid_choices[expand_index]
+        h, stat = ElasticBatchNorm.normalize(p["expand_bn"], pointwise(x, p["expand_kernel"][:, :c]), c, mode)
+        h = ACTIVATIONS[self.act](h)
+        return jnp.pad(h, ((0, 0),) * 3 + ((0, p["expand_kernel"].shape[1] - c),)), stat
+
+    def _depthwise(self, p: dict, kernel: int, h):
+        transforms = {5: p["transform_5"], 3: p["transform_3"]}
+        return depthwise_conv(h, active_kernel(p["depthwise_kernel"], kernel, transforms), self.stride)
+
+    def _project(self, p: dict, mode: str, expand_index: int, h, x):
+        """BN, activation, SE on the first c depthwise channels, then 1x1 projection, BN and shortcut."""
+        act = ACTIVATIONS[self.act]
+        w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
+        c = w["mid"]
+        h, s_depthwise = ElasticBatchNorm.normalize(p["depthwise_bn"], h[..., :c], c, mode)
+        h = act(h)
+        if self.se:
+            pooled = jnp.mean(h, axis=(1, 2))
+            squeezed = relu(jnp.dot(pooled, w["se_reduce_kernel"]) + w["se_reduce_bias"])
+            h = h * hsigmoid(jnp.dot(squeezed, w["se_expand_kernel"]) + w["se_expand_bias"])[:, None, None, :]
+        y, s_project = ElasticBatchNorm.normalize(p["project_bn"], pointwise(h, w["project_kernel"]),
+                                                  self.out_channels, mode)
+        if self.residual:
+            y = y + x
+        return y, (s_depthwise, s_project)
+
+    def apply(self, p: dict, x, expand_index, kernel_index, active, mode: str):
+        """The block on weights `p` (`arrays()`) at traced choice indices: (y, its 3 BN statistics or None).
+
+        Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
+        runs at full width (padded channels stay zero) under a switch over the kernel size; with `active` given,
+        `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
+        """
+        expands = range(len(EXPAND_CHOICES))
+
+        def run(x):
+            h, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
+            h = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h)
+            y, (s_depthwise, s_project) = lax.switch(
+                expand_index, [partial(self._project, p, mode, e) for e in expands], h, x)
+            return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project))
+
+        def skip(x):
+            names = ("expand_bn", "depthwise_bn", "project_bn")
+            return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names))
+
+        if active is None:
+            return run(x)
+        return lax.cond(active, run, skip, x)
+
+    def sort_channels(self, expand_stage: int = 0):
+        """OFA's re_organize_middle_weights: order the expanded channels by L1 norm of their projection weights.
+
+        With expand_stage > 0 the channels of the already-trained widths (largest first) stay in their groups.
+        Expand conv, both BNs, the depthwise kernel and SE follow; SE's hidden units are then ordered by the L1
+        norm of their expand weights.
+        """
+        importance = np.abs(np.asarray(self.project_kernel[...])).sum(axis=1)
+        if expand_stage > 0:
+            widths = sorted(self.mid_choices, reverse=True)
+            right, base = len(importance), -len(widths) * 1e5
+            for i in range(expand_stage + 1):
+                left = widths[i]
+                importance[left:right] += base
+                base += 1e5
+                right = left
+        order = np.argsort(-importance, kind="stable")
+        self.project_kernel[...] = self.project_kernel[...][order]
+        self.expand_kernel[...] = self.expand_kernel[...][:, order]
+        self.depthwise_kernel[...] = self.depthwise_kernel[...][:, :, order]
+        self.expand_bn.permute(order)
+        self.depthwise_bn.permute(order)
+        if self.se:
+            self.se_expand_kernel[...] = self.se_expand_kernel[...][:, order]
+            self.se_expand_bias[...] = self.se_expand_bias[...][order]
+            self.se_reduce_kernel[...] = self.se_reduce_kernel[...][order]
+            se_order = np.argsort(-np.abs(np.asarray(self.se_expand_kernel[...])).sum(axis=1), kind="stable")
+            self.se_expand_kernel[...] = self.se_expand_kernel[...][se_order]
+            self.se_reduce_kernel[...] = self.se_reduce_kernel[...][:, se_order]
+            self.se_reduce_bias[...] = self.se_reduce_bias[...][se_order]

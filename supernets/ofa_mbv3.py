@@ -1,0 +1,157 @@
+"""Once-for-all MobileNetV3 supernet for the `ofa_mbv3` space: one compilation per resolution serves every subnet."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+
+from search_spaces.errors import UserInputError
+from search_spaces.ofa_mbv3 import (DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND, FIRST_CHANNELS, KERNEL,
+                                    MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
+from supernets.depthwise import depthwise_conv
+from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, pointwise
+from supernets.static import hswish, relu
+
+MODES = ("train", "eval", "calibrate")
+
+
+def stage_layout(width_mult: float) -> list[dict]:
+    """Per elastic block (stage-major): in/out channels, stride, activation, SE, stage and index in the stage."""
+    blocks, in_channels = [], make_divisible(FIRST_CHANNELS * width_mult, 8)
+    for s, stage in enumerate(STAGES):
+        out_channels = make_divisible(stage["out_channels"] * width_mult, 8)
+        for b in range(MAX_DEPTH):
+            blocks.append({"stage": s, "index": b, "in_channels": in_channels, "out_channels": out_channels,
+                           "stride": stage["stride"] if b == 0 else 1, "act": stage["act"], "se": stage["se"]})
+            in_channels = out_channels
+    return blocks
+
+
+class OFAMobileNetV3(nnx.Module):
+    """OFA MobileNetV3-Large supernet: first conv and first block fixed, 5 elastic stages of up to 4 blocks,
+    final 1x1 expand, global pool, feature mix and classifier.
+
+    `model(x, arch, train=...)` takes x (N, H, W, in_channels) at the arch's resolution and `arch` the (46,) int
+    array of `ofa_mbv3` choice indices (traced; the resolution column is not read).
+    """
+
+    def __init__(self, space=None, *, width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
+                 rngs: nnx.Rngs):
+        if space is not None and getattr(space, "name", None) != "ofa_mbv3":
+            raise UserInputError(f"OFAMobileNetV3: space must be 'ofa_mbv3', got {getattr(space, 'name', space)!r}")
+        if not width_mult > 0 or num_classes < 1 or in_channels < 1:
+            raise UserInputError(f"OFAMobileNetV3: width_mult > 0, num_classes >= 1, in_channels >= 1 required, "
+                                 f"got {width_mult}, {num_classes}, {in_channels}")
+        self.space_config = space.config() if space is not None else {"name": "ofa_mbv3"}
+        self.width_mult, self.num_classes, self.in_channels = float(width_mult), int(num_classes), int(in_channels)
+        first = make_divisible(FIRST_CHANNELS * width_mult, 8)
+        self.first_channels = first
+        self.first_conv_kernel = nnx.Param(he_fout(rngs, (3, 3, in_channels, first), 9 * first))
+        self.first_conv_bn = ElasticBatchNorm(first)
+        self.first_block_depthwise = nnx.Param(he_fout(rngs, (3, 3, first), 9 * first))
+        self.first_block_depthwise_bn = ElasticBatchNorm(first)
+        self.first_block_project = nnx.Param(he_fout(rngs, (first, first), first))
+        self.first_block_project_bn = ElasticBatchNorm(first)
+        self.layout = stage_layout(width_mult)
+        self.blocks = nnx.List([
+            ElasticMBConv(b["in_channels"], b["out_channels"], b["stride"], b["act"], b["se"], rngs=rngs)
+            for b in self.layout])
+        last = self.layout[-1]["out_channels"]
+        self.final_expand_channels = make_divisible(FINAL_EXPAND * width_mult, 8)
+        self.feature_dim = make_divisible(FEATURE_DIM * width_mult, 8)
+        self.final_expand_kernel = nnx.Param(he_fout(rngs, (last, self.final_expand_channels),
+                                                     self.final_expand_channels))
+        self.final_expand_bn = ElasticBatchNorm(self.final_expand_channels)
+        self.feature_mix_kernel = nnx.Param(he_fout(rngs, (self.final_expand_channels, self.feature_dim),
+                                                    self.feature_dim))
+        bound = 1.0 / jnp.sqrt(self.feature_dim)
+        self.classifier_kernel = nnx.Param(jax.random.uniform(rngs.params(), (self.feature_dim, num_classes),
+                                                              jnp.float32, -bound, bound))
+        self.classifier_bias = nnx.Param(jnp.zeros((num_classes,), jnp.float32))
+
+    def config(self) -> dict:
+        """JSON-able constructor arguments; `OFAMobileNetV3.from_config(cfg, rngs=...)` rebuilds the model."""
+        return {"space": self.space_config, "width_mult": self.width_mult, "num_classes": self.num_classes,
+                "in_channels": self.in_channels}
+
+    @classmethod
+    def from_config(cls, config: dict, *, rngs: nnx.Rngs) -> "OFAMobileNetV3":
+        from search_spaces import get_space
+
+        config = dict(config)
+        space_config = dict(config.pop("space", {"name": "ofa_mbv3"}))
+        space = get_space(space_config.pop("name"), **space_config)
+        return cls(space, **config, rngs=rngs)
+
+    def fixed_batch_norms(self) -> list[ElasticBatchNorm]:
+        return [self.first_conv_bn, self.first_block_depthwise_bn, self.first_block_project_bn,
+                self.final_expand_bn]
+
+    def batch_norms(self) -> list[ElasticBatchNorm]:
+        """Every BN in the order `forward` returns their statistics."""
+        return self.fixed_batch_norms() + [bn for block in self.blocks for bn in block.batch_norms()]
+
+    def _full(self, bn: ElasticBatchNorm, x, mode):
+        return ElasticBatchNorm.normalize(bn.arrays(), x, bn.channels, mode)
+
+    def forward(self, x, arch, mode: str):
+        """(logits, statistics): BN batch statistics in `batch_norms()` order (None in eval mode)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        arch = jnp.asarray(arch, jnp.int32)
+        stats = []
+        p = self.first_conv_kernel[...].shape[0] // 2
+        h = lax.conv_general_dilated(x, self.first_conv_kernel[...], (2, 2), ((p, p), (p, p)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h, s = self._full(self.first_conv_bn, h, mode)
+        stats.append(s)
+        h = hswish(h)
+        y, s = self._full(self.first_block_depthwise_bn, depthwise_conv(h, self.first_block_depthwise[...], 1), mode)
+        stats.append(s)
+        y, s = self._full(self.first_block_project_bn, pointwise(relu(y), self.first_block_project[...]), mode)
+        stats.append(s)
+        h = h + y
+        block_stats = []
+        depth = jnp.asarray(DEPTH_CHOICES, jnp.int32)[arch[DEPTH]]
+        for stage in range(NUM_STAGES):
+            h, stage_stats = self._stage(stage, h, arch, depth[stage], mode)
+            block_stats.extend(stage_stats)
+        h, s = self._full(self.final_expand_bn, pointwise(h, self.final_expand_kernel[...]), mode)
+        stats.append(s)
+        pooled = jnp.mean(hswish(h), axis=(1, 2))
+        features = hswish(jnp.dot(pooled, self.feature_mix_kernel[...]))
+        logits = jnp.dot(features, self.classifier_kernel[...]) + self.classifier_bias[...]
+        return logits, (None if mode == "eval" else stats + block_stats)
+
+    def _stage(self, stage: int, h, arch, depth, mode: str):
+        """Block 0 of the stage, then its blocks 1.. (same shapes) under one `lax.scan`: one compiled block body
+        per stage shape. Returns (h, BN statistics per block, 3 per block, or Nones in eval mode)."""
+        first = stage * MAX_DEPTH
+        blocks = self.blocks[first : first + MAX_DEPTH]
+        e, k = arch[EXPAND.start + first : EXPAND.start + first + MAX_DEPTH], arch[KERNEL.start + first : KERNEL.start + first + MAX_DEPTH]
+        h, head_stats = blocks[0].apply(blocks[0].arrays(), h, e[0], k[0], None, mode)
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *[b.arrays() for b in blocks[1:]])
+        active = jnp.arange(1, MAX_DEPTH) < depth
+        body = lambda carry, xs: blocks[1].apply(xs[0], carry, xs[1], xs[2], xs[3], mode)
+        h, tail_stats = lax.scan(body, h, (stacked, e[1:], k[1:], active))
+        if mode == "eval":
+            return h, [None] * (3 * MAX_DEPTH)
+        stats = list(head_stats)
+        for i in range(MAX_DEPTH - 1):
+            stats.extend(jax.tree.map(lambda a: a[i], tail_stats))
+        return h, stats
+
+    def __call__(self, x, arch, train: bool = False):
+        logits, stats = self.forward(x, arch, "train" if train else "eval")
+        if train:
+            for bn, stat in zip(self.batch_norms(), stats):
+                bn.update(stat)
+        return logits
+
+    def sort_channels(self, expand_stage: int = 0):
+        """Importance re-sorting of every block's expanded channels (start of an elastic-expand phase)."""
+        for block in self.blocks:
+            block.sort_channels(expand_stage)
+
