@@ -1,6 +1,9 @@
-"""Structural feature groups of architectures for the calibrated predictor, per search space (vectorized)."""
+"""Structural feature groups of architectures for the calibrated predictor, per search space (vectorized), and
+the kernels over them."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -158,3 +161,65 @@ def default_kernels(space: Space, available: FeatureGroups) -> list[tuple[str, s
     """The space's default kernel list restricted to the feature groups that are available."""
     kernels = SPACE_KERNELS.get(space.name, GENERIC_KERNELS)
     return [(group, kind) for group, kind in kernels if group in available]
+
+
+def _group_scale(train: np.ndarray) -> np.ndarray:
+    """Per-column divisor: 1 for binary columns, the column's RMS for continuous ones (0 columns stay 0)."""
+    binary = np.all((train == 0) | (train == 1), axis=0)
+    rms = np.sqrt(np.mean(train ** 2, axis=0))
+    return np.where(binary | (rms == 0), 1.0, rms)
+
+
+def _kernel(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dot = a @ b.T
+    if kind == "linear":
+        return dot
+    if kind == "poly2":
+        return dot ** 2
+    raise UserInputError(f"unknown predictor kernel {kind!r}; allowed: 'linear', 'poly2'")
+
+
+@dataclass
+class KernelTerm:
+    """One (feature group, kernel) term: column centre and scale, the training features, the diagonal normaliser.
+
+    Linear terms are centred on the training mean, so the fit has an unpenalised intercept and an architecture
+    with fewer ops than the sampled ones is predicted faster, not pulled to the sample mean."""
+    group: str
+    kind: str
+    center: np.ndarray
+    scale: np.ndarray
+    train: np.ndarray
+    norm: float
+
+    @classmethod
+    def build(cls, group: str, kind: str, train: np.ndarray) -> "KernelTerm":
+        center = train.mean(0) if kind == "linear" else np.zeros(train.shape[1])
+        scale = _group_scale(train)
+        scaled = (train - center) / scale
+        diag = np.einsum("ij,ij->i", scaled, scaled)
+        diag = diag if kind == "linear" else diag ** 2
+        return cls(group, kind, center, scale, scaled, float(max(diag.mean(), 1e-12)))
+
+    def _prepare(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.center) / self.scale
+
+    def matrix(self, features: np.ndarray | None = None) -> np.ndarray:
+        """k(features, train) / norm; the training Gram matrix when `features` is None."""
+        a = self.train if features is None else self._prepare(features)
+        return _kernel(self.kind, a, self.train) / self.norm
+
+    def apply(self, features: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """k(features, train) @ alpha / norm; linear kernels go through the (k,) primal weights."""
+        if self.kind == "linear":
+            return self._prepare(features) @ (self.train.T @ alpha) / self.norm
+        return self.matrix(features) @ alpha
+
+    def to_json(self) -> dict:
+        return {"group": self.group, "kernel": self.kind, "center": self.center.tolist(),
+                "scale": self.scale.tolist(), "train": self.train.tolist(), "norm": self.norm}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "KernelTerm":
+        return cls(d["group"], d["kernel"], *(np.asarray(d[k], float) for k in ("center", "scale", "train")),
+                   float(d["norm"]))
