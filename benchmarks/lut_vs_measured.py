@@ -7,24 +7,11 @@ import argparse
 
 import numpy as np
 from scipy.stats import spearmanr
-from tqdm import tqdm
 
-from latency_models.layer_modules import filled, ofa_static_config, onnx_friendly_activations
 from latency_models.lut import LookupTable
-from latency_models.profiler import TimingConfig, time_model
+from latency_models.profiler import TimingConfig
+from latency_models.subnet_timing import CALIBRATION_SEED, time_subnets
 from search_spaces import get_space
-
-
-def export_subnet(space, arch, layer_options) -> bytes:
-    import jax2onnx
-    from flax import nnx
-    from supernets.static import StaticMobileNetV3
-    config = ofa_static_config(space, arch, **layer_options)
-    resolution = int(space.values(arch)[0, 0])
-    with onnx_friendly_activations():
-        model = filled(lambda: StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(0)))
-        proto = jax2onnx.to_onnx(lambda x: model(x, False), [(1, resolution, resolution, 3)], model_name="subnet")
-    return proto.SerializeToString()
 
 
 def main() -> None:
@@ -41,14 +28,17 @@ def main() -> None:
     timing = TimingConfig(warmup=10, repeats=args.repeats, threads=int(table.metadata.get("threads", 1)),
                           provider=table.metadata.get("provider", "CPUExecutionProvider"),
                           clock=table.metadata.get("clock", "wall"))
+    if args.seed == CALIBRATION_SEED:
+        parser.error(f"--seed {CALIBRATION_SEED} draws the table's own calibration subnets; pick another")
     archs = space.sample(args.n, args.seed)
     predicted = table.predict(space, archs)
-    measured = np.array([np.median(time_model(export_subnet(space, a[None], layer_options), timing))
-                         for a in tqdm(archs, desc="export + time subnets", unit="subnet")])
+    measured = time_subnets(space, archs, timing, layer_options)
     error = np.abs(predicted - measured) / measured
     for arch, p, m in zip(space.strings(archs), predicted, measured):
         print(f"{arch}  lut {p:8.3f} ms  measured {m:8.3f} ms  {100 * (p - m) / m:+6.1f}%")
     rho = spearmanr(predicted, measured).statistic
+    print(f"table: {args.table}, per-layer correction {table.layer_correction_ms:.4f} ms "
+          f"({table.metadata.get('calibration', 'not calibrated')})")
     print(f"subnets: {args.n}  Spearman {rho:.3f} (target >= 0.9)  median |error| {100 * np.median(error):.1f}% "
           f"(target <= 10%)  mean signed error {100 * np.mean((predicted - measured) / measured):+.1f}%")
 

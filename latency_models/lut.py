@@ -143,18 +143,27 @@ class LookupTable:
         keys = space_layers(space, **layer_options).keys
         return all(k in self.entries and "energy_mj" in self.entries[k] for k in keys)
 
-    def evaluator(self, space, field: str = "latency", **layer_options):
-        """`f(archs) -> (N,)` for this table and space, compiled once (gather + sum)."""
+    def evaluator(self, space, field: str = "latency", correction: float = 0.0, **layer_options):
+        """`f(archs) -> (N,)` for this table and space, compiled once (gather + sum); `correction` (ms) is taken
+        off every timed layer's entry (never below 0)."""
         layer_options = self._options(layer_options)
-        key = (repr(space.config()), field, tuple(sorted(layer_options.items())))
+        key = (repr(space.config()), field, correction, tuple(sorted(layer_options.items())))
         if key not in self._compiled:
             values = self.per_layer(space, field, **layer_options)
+            if correction:
+                values = np.where(values > 0, np.maximum(values - correction, 0.0), values)
             self._compiled[key] = space_layers(space, **layer_options).compile(values)
         return self._compiled[key]
 
-    def predict(self, space, archs, **layer_options) -> np.ndarray:
-        """Latency in ms of each architecture: the sum of its layers' entries plus the fixed overhead."""
-        return self.evaluator(space, **layer_options)(archs) + self.overhead_ms
+    @property
+    def layer_correction_ms(self) -> float:
+        return float(self.metadata.get("layer_correction_ms", 0.0))
+
+    def predict(self, space, archs, layer_correction_ms: float | None = None, **layer_options) -> np.ndarray:
+        """Latency in ms of each architecture: the sum of its layers' entries plus the fixed overhead. Entries
+        are lowered by the table's fitted per-layer boundary correction (`layer_correction_ms`, 0 if none)."""
+        correction = self.layer_correction_ms if layer_correction_ms is None else layer_correction_ms
+        return self.evaluator(space, correction=correction, **layer_options)(archs) + self.overhead_ms
 
     def predict_energy(self, space, archs, **layer_options) -> np.ndarray:
         """Energy in mJ from per-layer energy entries (tables profiled with a power reader)."""

@@ -165,10 +165,13 @@ def _resume_table(path: Path, device, timing: TimingConfig, layer_options: dict)
 
 
 def profile(space, device, out, *, resume: bool = False, timing: TimingConfig | None = None,
-            layer_options: dict | None = None, power_reader=None, progress: bool = True) -> LookupTable:
+            layer_options: dict | None = None, power_reader=None, progress: bool = True,
+            calibrate_subnets: int = 0) -> LookupTable:
     """Measures every unique layer of `space` not yet in the table at `out`; saves after each layer.
 
-    `power_reader` (`() -> W`, e.g. `PowerRails(root).total`) adds per-layer energy = mean power × latency."""
+    `power_reader` (`() -> W`, e.g. `PowerRails(root).total`) adds per-layer energy = mean power × latency.
+    `calibrate_subnets` > 0 (ofa_mbv3) then times that many whole subnets and fits the per-layer boundary
+    correction (`latency_models.subnet_timing`), unless the table already has one."""
     from tqdm import tqdm
     timing = (timing or TimingConfig()).check()
     device = get_device(device)
@@ -196,6 +199,13 @@ def profile(space, device, out, *, resume: bool = False, timing: TimingConfig | 
     spaces = table.metadata.setdefault("spaces", [])
     if space.config() not in spaces:
         spaces.append(space.config())
+        table.save(out)
+    if calibrate_subnets > 0 and "calibration" not in table.metadata:
+        if space.name != "ofa_mbv3":
+            raise UserInputError(f"profiler: whole-subnet calibration is implemented for ofa_mbv3, not "
+                                 f"{space.name!r}; profile without --calibrate-subnets")
+        from latency_models.subnet_timing import calibrate_table
+        calibrate_table(table, space, timing, calibrate_subnets, progress)
         table.save(out)
     return table
 

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
                    help="layer models timed interleaved, one run each in turn (default 16)")
     p.add_argument("--num-classes", type=int, help="classifier outputs (default: the space's skeleton default)")
     p.add_argument("--width-mult", type=float, help="ofa_mbv3 channel multiplier (default 1.0)")
+    p.add_argument("--calibrate-subnets", type=int, default=None, metavar="N",
+                   help="then time N random whole subnets and fit the per-layer boundary correction (ofa_mbv3; "
+                   "default 6 for ofa_mbv3, 0 to skip)")
     p.add_argument("--power-rails", metavar="ROOT",
                    help="read INA3221 power rails under ROOT ('/' on a Jetson) to record per-layer energy")
     p.add_argument("--devices-dir", help="extra directory of device JSON files (also $HWNAS_DEVICES_DIR)")
@@ -50,8 +53,14 @@ def run(args) -> int:
         power_reader = PowerRails(args.power_rails).total
     timing = TimingConfig(args.warmup, args.repeats, args.threads, args.provider, args.batch_size, args.clock,
                           args.group)
+    calibrate = args.calibrate_subnets if args.calibrate_subnets is not None else (
+        6 if space.name == "ofa_mbv3" else 0)
     table = profile(space, device, args.out, resume=args.resume, timing=timing, layer_options=layer_options,
-                    power_reader=power_reader, progress=not args.no_progress)
+                    power_reader=power_reader, progress=not args.no_progress, calibrate_subnets=calibrate)
     print(f"{args.out}: {len(table.entries)} layers, overhead {table.overhead_ms:.4f} ms, device {device.name}, "
           f"onnxruntime {table.metadata['runtime_version']} ({args.provider}, {args.threads} thread(s), {timing.resolved_clock} clock)")
+    if "calibration" in table.metadata:
+        c = table.metadata["calibration"]
+        print(f"per-layer boundary correction {c['layer_correction_ms']:.4f} ms from {c['subnets']} whole subnets: "
+              f"median |error| {100 * c['median_abs_error_before']:.1f}% -> {100 * c['median_abs_error_after']:.1f}%")
     return 0
