@@ -16,12 +16,14 @@ class Evolution(Strategy):
     Generation 0 is `population_size` feasible random architectures; afterwards the parents are the best
     `parent_ratio * population_size` feasible architectures told so far (elitist, as OFA's population), and each
     ask returns `mutation_ratio` mutants of random parents and crossovers of random parent pairs for the rest
-    (more mutants where crossovers repeat known architectures, as those of a converged population do). Children are generated `oversample` times over in one batch, over-budget ones repaired towards smaller
-    choices, and the first feasible unseen ones kept."""
+    (more mutants where crossovers repeat known architectures, as those of a converged population do).
+    Children are generated `oversample` times over in one batch, screened by the cheap metrics at once, the
+    feasible unseen ones kept first and over-budget ones repaired towards smaller choices when too few are
+    feasible."""
 
     name = "evolution"
     defaults = {"population_size": 100, "parent_ratio": 0.25, "mutation_ratio": 0.5, "mutate_prob": 0.1,
-                "oversample": 4}
+                "oversample": 2}
 
     def parents(self) -> np.ndarray:
         """The best feasible told architectures (canonical), best first; kept incrementally, ties by tell order."""
