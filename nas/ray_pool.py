@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, Callable, Sequence
 
 from search_spaces.errors import UserInputError
@@ -12,7 +13,8 @@ SINGLE_THREAD_ENV = {"XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Starts Ray locally (`num_cpus` default: this machine's cores) or joins the cluster at `address`.
+    """Starts a new local Ray (`num_cpus` default: this machine's cores; never a cluster `ray start` left running)
+    or joins the cluster at `address`.
 
     Returns True when this call started or joined Ray (the caller then owns `ray.shutdown()`), False when Ray was
     already initialised in this process."""
@@ -21,14 +23,28 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise UserInputError(f"--ray-address {address!r}: cannot join a Ray cluster there ({e}); give the "
                                  "address a running `ray start --head` printed, e.g. 127.0.0.1:6379") from None
         return True
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+             log_to_driver=False)
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fails fast on a `host:port` nobody listens on (Ray itself retries such an address for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserInputError(f"--ray-address {address!r}: cannot join a Ray cluster there, nothing answers ({e}); "
+                             "give the address a running `ray start --head` printed, e.g. 127.0.0.1:6379") from None
 
 
 def cluster_cpus() -> int:

@@ -2,10 +2,12 @@
 once from a shared payload, work spread in order, a killed actor's task retried, and a search run on the cluster."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -54,12 +56,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A 2-CPU head node in a subprocess (`--block`, so ending that process ends exactly this cluster)."""
+def cluster():
+    """A 2-CPU head node in a subprocess: `--block`, so ending that process ends exactly this cluster, and a
+    private temp dir, so other Ray users on the machine never auto-connect to it."""
     port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="hwnas-ray-", dir="/tmp")
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--block"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={temp_dir}", "--block"],
+                            env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -76,47 +82,62 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         head.send_signal(signal.SIGTERM)
         head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def payload(tmp_path):
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory):
     rng = np.random.default_rng(0)
-    return {"weights": rng.normal(size=(3, 2)).astype(np.float32), "marker_dir": str(tmp_path)}
+    return {"weights": rng.normal(size=(3, 2)).astype(np.float32),
+            "marker_dir": str(tmp_path_factory.mktemp("attempts"))}
 
 
-def test_map_returns_results_in_order_and_sizes_to_the_cluster(cluster, payload):
-    pool = ActorPool(TinyJaxModel, payload)
+def test_bad_actor_count_and_address_are_user_errors(cluster, payload):
+    with pytest.raises(UserInputError, match="num_actors"):
+        ActorPool(TinyJaxModel, payload, num_actors=0)
+    ray.shutdown()
     try:
-        assert pool.num_actors == 2
-        inputs = [np.full((2, 3), i / 10, np.float32) for i in range(7)]
-        for x, got in zip(inputs, pool.map("predict", inputs)):
-            np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
-        assert len(set(pool.pids())) == 2
+        with pytest.raises(UserInputError, match="nothing answers"):
+            ensure_ray(f"127.0.0.1:{free_port()}")
     finally:
-        pool.close()
+        ensure_ray(cluster)
 
 
-def test_killed_actor_process_loses_no_task(cluster, payload, tmp_path):
-    pool = ActorPool(TinyJaxModel, payload, num_actors=1)
-    try:
-        (pid,) = pool.pids()
-        inputs = [np.ones((1, 3), np.float32), np.zeros((1, 3), np.float32)]
-        outcome = {}
-        worker = threading.Thread(target=lambda: outcome.update(results=pool.map("slow_predict", inputs)))
-        worker.start()
-        deadline = time.time() + 30
-        while not os.listdir(tmp_path) and time.time() < deadline:
-            time.sleep(0.05)
-        assert os.listdir(tmp_path), "the task never started"
-        os.kill(pid, signal.SIGKILL)
-        worker.join(timeout=45)
-        assert not worker.is_alive()
-        for x, got in zip(inputs, outcome["results"]):
-            np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
-        assert len(os.listdir(tmp_path)) >= 3, "the interrupted task should have been run again"
-        assert pool.pids() != [pid]
-    finally:
-        pool.close()
+@pytest.fixture(scope="module")
+def pool(cluster, payload):
+    """One pool for the module, sized to the cluster (actor processes are slow to start on a busy machine)."""
+    actors = ActorPool(TinyJaxModel, payload)
+    yield actors
+    actors.close()
+
+
+def test_map_returns_results_in_order_and_sizes_to_the_cluster(pool, payload):
+    assert pool.num_actors == 2
+    inputs = [np.full((2, 3), i / 10, np.float32) for i in range(7)]
+    for x, got in zip(inputs, pool.map("predict", inputs)):
+        np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
+    assert len(set(pool.pids())) == 2
+    assert len(pool.broadcast("predict", inputs[1])) == 2
+
+
+def test_killed_actor_process_loses_no_task(pool, payload):
+    marker_dir = Path(payload["marker_dir"])
+    pids = pool.pids()
+    inputs = [np.full((1, 3), i, np.float32) for i in range(4)]
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(results=pool.map("slow_predict", inputs)))
+    worker.start()
+    deadline = time.time() + 30
+    while not any(marker_dir.iterdir()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert any(marker_dir.iterdir()), "no task started"
+    os.kill(pids[0], signal.SIGKILL)
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    for x, got in zip(inputs, outcome["results"]):
+        np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
+    assert len(list(marker_dir.iterdir())) >= 5, "the interrupted task should have been run again"
+    assert pids[0] not in pool.pids()
 
 
 class PooledEvaluator:
@@ -132,27 +153,11 @@ class PooledEvaluator:
         return {"accuracy": np.concatenate(self.pool.map("predict", [features[i:i + 1] for i in range(len(archs))]))}
 
 
-def test_search_runs_on_the_joined_cluster(cluster, payload, tmp_path):
+def test_search_runs_on_the_joined_cluster(pool, payload, tmp_path):
     space = Space("tiny", [IntRange("a", 0, 3), IntRange("b", 0, 3), IntRange("c", 0, 3)])
-    pool = ActorPool(TinyJaxModel, payload)
-    try:
-        result = run_search(space, PooledEvaluator(space, pool), ["accuracy:max"], out=tmp_path / "s", budget=12,
-                            population=6, strategy="random", progress=False)
-    finally:
-        pool.close()
+    result = run_search(space, PooledEvaluator(space, pool), ["accuracy:max"], out=tmp_path / "s", budget=12,
+                        population=6, strategy="random", progress=False)
     archs = space.parse(list(result.history["arch"]))
     np.testing.assert_allclose(result.history["accuracy"],
                                reference(payload["weights"], space.values(archs).astype(np.float32)), rtol=1e-5)
     assert len(result.history["arch"]) == 12
-
-
-def test_bad_actor_count_and_address_are_user_errors(cluster, payload):
-    with pytest.raises(UserInputError, match="num_actors"):
-        ActorPool(TinyJaxModel, payload, num_actors=0)
-    ray.shutdown()
-    try:
-        with pytest.raises(UserInputError, match="cannot join"):
-            ensure_ray(f"127.0.0.1:{free_port()}")
-    finally:
-        ray.shutdown()
-        ensure_ray(cluster)
