@@ -4,6 +4,7 @@ exported), NAS-Bench-201 ops written here; weights filled from numpy without com
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -18,19 +19,30 @@ def _static():
     return static
 
 
+class _DropInferenceBatchNormNotice(logging.Filter):
+    """jax2onnx logs, per batch norm, that it exports in inference mode: which is what profiling wants."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "BatchNorm exported with use_running_average=False" not in record.getMessage()
+
+
 @contextlib.contextmanager
-def onnx_friendly_activations():
+def onnx_export_context():
     """Routes `supernets.static`'s h-swish / h-sigmoid through `jax.nn.hard_swish` / `hard_sigmoid` (same values)
     while building and exporting: jax2onnx maps those to ONNX HardSwish / HardSigmoid, whereas its layout pass
-    breaks the decomposed `x * hsigmoid(x)` after a convolution (ORT: 'Mul ... Incompatible dimensions')."""
+    breaks the decomposed `x * hsigmoid(x)` after a convolution (ORT: 'Mul ... Incompatible dimensions').
+    Also silences jax2onnx's per-batch-norm inference-mode notice."""
     static = _static()
     saved = static.ACTIVATIONS["hswish"], static.hsigmoid
     static.ACTIVATIONS["hswish"] = lambda x: jax.nn.hard_swish(x)
     static.hsigmoid = lambda x: jax.nn.hard_sigmoid(x)
+    notice = _DropInferenceBatchNormNotice()
+    logging.getLogger().addFilter(notice)
     try:
         yield
     finally:
         static.ACTIVATIONS["hswish"], static.hsigmoid = saved
+        logging.getLogger().removeFilter(notice)
 
 
 def _act(name: str):

@@ -58,8 +58,8 @@ class TimingConfig:
 def export_layer(layer: Layer, batch_size: int = 1) -> bytes:
     """The layer as a serialized ONNX model (NHWC input), exported with jax2onnx like a whole subnet."""
     import jax2onnx
-    from latency_models.layer_modules import build_module, input_shape, onnx_friendly_activations
-    with onnx_friendly_activations():
+    from latency_models.layer_modules import build_module, input_shape, onnx_export_context
+    with onnx_export_context():
         proto = jax2onnx.to_onnx(build_module(layer), [input_shape(layer, batch_size)], model_name=layer.op)
     return proto.SerializeToString()
 

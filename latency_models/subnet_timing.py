@@ -17,11 +17,11 @@ def export_ofa_subnet(space, arch, **layer_options) -> bytes:
     """One ofa_mbv3 architecture as a whole `supernets.static.StaticMobileNetV3` ONNX model (random weights)."""
     import jax2onnx
     from flax import nnx
-    from latency_models.layer_modules import filled, ofa_static_config, onnx_friendly_activations
+    from latency_models.layer_modules import filled, ofa_static_config, onnx_export_context
     from supernets.static import StaticMobileNetV3
     config = ofa_static_config(space, arch, **layer_options)
     resolution = int(space.values(arch)[0, 0])
-    with onnx_friendly_activations():
+    with onnx_export_context():
         model = filled(lambda: StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(0)))
         proto = jax2onnx.to_onnx(lambda x: model(x, False), [(1, resolution, resolution, 3)], model_name="subnet")
     return proto.SerializeToString()
