@@ -18,7 +18,7 @@ from search_spaces.space import Space
 
 SCHEMA_VERSION = 1
 METRICS = ("latency_ms", "energy_mj")
-MAX_TRAIN_ROWS = 500
+MAX_TRAIN_ROWS = 400
 LOG_GRID = np.arange(-4.0, 3.01, 0.5)
 TRIM_LOG_ERROR = 0.25
 TUKEY_C = 4.685

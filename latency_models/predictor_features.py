@@ -63,42 +63,33 @@ def generic_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
     return {"decisions": space.features(archs).astype(np.float64)}
 
 
+_LAYER_COST_EVALUATORS: dict[str, list] = {}
+
+
 def layer_groups(space: Space, archs: np.ndarray) -> FeatureGroups:
-    """Whole-network FLOPs, parameters and memory traffic from `latency_models.layers.layer_table`, when that
-    module knows the space; empty otherwise."""
-    try:
-        from latency_models.layers import layer_table
-    except ImportError:
+    """Whole-network MACs, parameters, bytes moved and layer count from `latency_models.layers`, when that module
+    enumerates the space's layers; empty otherwise. Each is one compiled gather-and-sum over the architectures."""
+    key = repr(space.config())
+    if key not in _LAYER_COST_EVALUATORS:
+        _LAYER_COST_EVALUATORS[key] = _layer_cost_evaluators(space)
+    evaluators = _LAYER_COST_EVALUATORS[key]
+    if not evaluators:
         return {}
+    return {"layer_costs": np.stack([evaluate(archs) for evaluate in evaluators], axis=1)}
+
+
+def _layer_cost_evaluators(space: Space) -> list:
     try:
-        table = layer_table(space, archs)
-    except (NotImplementedError, KeyError):
-        return {}
-    return {"layer_costs": _network_costs(table, len(archs))}
-
-
-def _network_costs(table, num_archs: int) -> np.ndarray:
-    """Sums of the table's numeric cost columns per architecture, (N, k), in units of 1e6."""
-    columns = [c for c in ("flops", "macs", "params", "bytes") if c in _column_names(table)]
-    out = np.zeros((num_archs, len(columns)))
-    for j, column in enumerate(columns):
-        values = np.asarray(_column(table, column), dtype=np.float64)
-        if values.ndim == 2:
-            out[:, j] = values.sum(1)
-        else:
-            out[:, j] = np.bincount(np.asarray(_column(table, "arch")), weights=values, minlength=num_archs)
-    return out / 1e6
-
-
-def _column_names(table) -> list[str]:
-    return list(table.keys()) if isinstance(table, dict) else list(getattr(table, "columns", []))
-
-
-def _column(table, name: str):
-    return table[name]
+        from latency_models.layers import layer_bytes, layer_macs, layer_params, space_layers
+        skeleton = space_layers(space)
+    except (ImportError, UserInputError):
+        return []
+    costs = [[layer_macs(l) / 1e6, layer_params(l) / 1e6, layer_bytes(l) / 1e6, 1.0] for l in skeleton.layers]
+    return [skeleton.compile(column) for column in np.asarray(costs, dtype=np.float64).T]
 
 
 REFERENCE_DEVICE = "host-cpu"
+_REFERENCE_EVALUATORS: dict[tuple, tuple] = {}
 
 
 def reference_layer_values(space: Space) -> dict | None:
@@ -126,10 +117,13 @@ def reference_groups(space: Space, archs: np.ndarray, reference: dict | None) ->
     largely follow (same layers, different speeds)."""
     if reference is None:
         return {}
-    from latency_models.layers import space_layers
+    key = (id(reference), repr(space.config()))
+    if key not in _REFERENCE_EVALUATORS or _REFERENCE_EVALUATORS[key][0] is not reference:
+        from latency_models.layers import space_layers
 
-    evaluate = space_layers(space).compile(np.asarray(reference["per_layer"], dtype=np.float64))
-    return {"reference_latency": (evaluate(archs) + reference["overhead_ms"])[:, None]}
+        per_layer = np.asarray(reference["per_layer"], dtype=np.float64)
+        _REFERENCE_EVALUATORS[key] = (reference, space_layers(space).compile(per_layer))
+    return {"reference_latency": (_REFERENCE_EVALUATORS[key][1](archs) + reference["overhead_ms"])[:, None]}
 
 
 SPACE_GROUPS = {"nb201": nb201_groups, "ofa_mbv3": ofa_mbv3_groups}
@@ -210,10 +204,14 @@ class KernelTerm:
         return _kernel(self.kind, a, self.train) / self.norm
 
     def apply(self, features: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """k(features, train) @ alpha / norm; linear kernels go through the (k,) primal weights."""
+        """k(features, train) @ alpha / norm in primal form on the raw features: (k,) weights for linear kernels,
+        a (k, k) matrix W for poly2 (sum over training rows t of (x.t)^2 alpha_t = x^T W x), so the cost does not
+        grow with the sample."""
         if self.kind == "linear":
-            return self._prepare(features) @ (self.train.T @ alpha) / self.norm
-        return self.matrix(features) @ alpha
+            weights = self.train.T @ alpha / self.norm / self.scale
+            return features @ weights - self.center @ weights
+        weights = (self.train.T * alpha) @ self.train / self.norm / np.outer(self.scale, self.scale)
+        return np.einsum("nk,nk->n", features @ weights, features)
 
     def to_json(self) -> dict:
         return {"group": self.group, "kernel": self.kind, "center": self.center.tolist(),
