@@ -103,20 +103,28 @@ def _best_ridge(design: np.ndarray, y: np.ndarray, valid: np.ndarray) -> float:
     return _RIDGE_GRID[int(np.argmin(errors))]
 
 
-def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray, valid: np.ndarray) -> dict:
+def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray, valid: np.ndarray,
+                 keep_network: bool) -> dict:
     """Each member starts as its own weighted ridge regression (the skip and output bias; penalty per output
-    by leave-one-out error) with a zero output layer, so training begins at a good additive fit and the MLP
-    learns what is left."""
+    by leave-one-out error), so training begins at a good additive fit and the MLP learns what is left. A fresh
+    network's output layer starts at zero; a pre-trained one is kept and the ridge fits what it leaves."""
     design = np.hstack([x, np.ones((len(x), 1), dtype=x.dtype)]).astype(np.float64)
     members, outputs = weights.shape[0], y.shape[1]
+    *hidden, (w_out, b_out) = params["layers"]
+    if keep_network:
+        base = _predict_numpy(params, x).astype(np.float64)
+    else:
+        w_out, b_out = np.zeros_like(w_out), np.zeros_like(b_out)
+        base = np.zeros((members, len(x), outputs))
+    skip = params["skip"] if keep_network else np.zeros_like(params["skip"])
     coef = np.zeros((members, design.shape[1], outputs))
     for k in range(outputs):
-        ridge = _best_ridge(design, y[:, k], valid[:, k])
+        ridge = _best_ridge(design, y[:, k] - base.mean(0)[:, k], valid[:, k])
         for m in range(members):
-            coef[m, :, k] = _ridge_coefficients(design, y[:, k], weights[m, :, k].astype(np.float64), ridge)
-    *hidden, (w_out, _) = params["layers"]
-    out = (np.zeros_like(w_out), coef[:, -1, :].astype(np.float32))
-    return {"layers": [*hidden, out], "skip": coef[:, :-1, :].astype(np.float32)}
+            coef[m, :, k] = _ridge_coefficients(design, y[:, k] - base[m, :, k],
+                                                weights[m, :, k].astype(np.float64), ridge)
+    out = (w_out, (b_out + coef[:, -1, :]).astype(np.float32))
+    return {"layers": [*hidden, out], "skip": (skip + coef[:, :-1, :]).astype(np.float32)}
 
 
 class EnsemblePredictor:
@@ -147,12 +155,13 @@ class EnsemblePredictor:
         yp = np.zeros((size, y.shape[1]), dtype=np.float32)
         xp[:n], yp[:n] = x, np.where(valid, y, 0.0)
         rng = np.random.default_rng(seed)
-        start = self._start if self._start is not None else _init_params(rng, self.sizes, self.members)
+        pretrained = self._start is not None
+        start = self._start if pretrained else _init_params(rng, self.sizes, self.members)
         boot = rng.exponential(size=(self.members, size, 1)) if self.members > 1 else np.ones((1, size, 1))
         mask = np.zeros((size, y.shape[1]), dtype=np.float32)
         mask[:n] = valid
         weights = (boot * mask[None]).astype(np.float32)
-        start = _ridge_start(start, xp, yp, weights, mask > 0)
+        start = _ridge_start(start, xp, yp, weights, mask > 0, keep_network=pretrained)
         params = _train(start, xp, yp, weights, steps=self.steps, learning_rate=self.learning_rate,
                         weight_decay=self.weight_decay)
         return jax.tree_util.tree_map(np.asarray, params)
@@ -190,6 +199,16 @@ class EnsemblePredictor:
         self._start = None
         self._start = self._fit_standardized(x, y, np.ones_like(y, dtype=bool),
                                              (self.seed if seed is None else seed) + 7919)
+        return self
+
+    @property
+    def pretrained_weights(self) -> dict | None:
+        """The weights `pretrain` produced (None before), to share with other predictors of the same shape."""
+        return self._start
+
+    def start_from(self, weights: dict | None) -> "EnsemblePredictor":
+        """Later `fit`s start from these pre-trained weights (None: from random ones)."""
+        self._start = weights
         return self
 
     def predict_members(self, features) -> np.ndarray:

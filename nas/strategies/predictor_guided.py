@@ -28,7 +28,7 @@ class PredictorGuided(Strategy):
 
     name = "predictor"
     defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
-                "optimism": 1.0, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
+                "optimism": 0.5, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
                 "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True}
 
     def __init__(self, space, objectives, **kwargs):
@@ -41,6 +41,7 @@ class PredictorGuided(Strategy):
         self.proxy = self._pick_proxy(self.options["proxy"])
         self._model: EnsemblePredictor | None = None
         self._model_told = -1
+        self._pretrained = None
         self._scaling = self._input_scaling()
 
     def _pick_proxy(self, proxy) -> str | None:
@@ -65,10 +66,12 @@ class PredictorGuided(Strategy):
                                   members=self.options["members"], hidden=tuple(self.options["hidden"]),
                                   steps=self.options["steps"], learning_rate=self.options["learning_rate"],
                                   seed=self.seed)
-        if self.proxy is not None:
+        if self.proxy is not None and self._pretrained is None:
             archs = self.space.sample(self.options["pretrain_samples"], self.seed + 1)
             proxy = self.cheap(archs)[self.proxy]
             model.pretrain(self.inputs(archs), np.log(np.maximum(proxy, 1e-12)))
+            self._pretrained = model.pretrained_weights
+        model.start_from(self._pretrained)
         self._model = model.fit(self.inputs(self.archs), targets, seed=self.seed + self._told)
         self._model_told = self._told
         return self._model
