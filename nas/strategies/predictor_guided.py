@@ -23,8 +23,11 @@ class PredictorGuided(Strategy):
        architectures plus `pool_generations` rounds of mutation and crossover of the predicted front;
     3. scores candidates optimistically (mean + `optimism` * std towards better, cheap metrics exact) and picks
        the batch greedily by hypervolume improvement over the observed feasible front, each pick joining the
-       front, so a batch spreads along the front.
-    """
+       front, so a batch spreads along the front (when nothing improves it, the candidate nearest to it).
+
+    The hypervolume's reference point is the `reference` option ({objective: value}) where given, else each
+    objective's `reference_quantile` over the initial random design (0.9: worse than 90% of random
+    architectures does not count)."""
 
     name = "predictor"
     defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
