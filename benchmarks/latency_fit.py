@@ -4,7 +4,7 @@ For each measurement table (distinct canonical architectures; isomorphic cells s
 (30/100/300) and seed: fit on the sample, test on every other architecture of the table; print Spearman rho,
 Kendall tau, share within +-10%, RMSE, and our error ratio against each baseline.
 
-    python benchmarks/latency_fit.py [--seeds 3] [--sizes 30 100 300] [--tables PATH ...]
+    python benchmarks/latency_fit.py [--seeds 3] [--sizes 30 100 300] [--tables PATH ...] [--without GROUP ...]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from latency_models.layers import layer_table
-from latency_models.predictor import CalibratedPredictor, distinct_architectures, accuracy, read_measurements
+from latency_models.predictor import CalibratedPredictor, accuracy, distinct_architectures, read_measurements
+from latency_models.predictor_features import default_kernels, feature_groups, reference_layer_values
 from search_spaces import get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,12 +47,13 @@ def one_hot_additive(space, train, y, test):
 BASELINES = {"flops-linear": flops_linear, "one-hot-additive": one_hot_additive}
 
 
-def run_once(space, archs, measured, n, seed):
+def run_once(space, archs, measured, n, seed, kernels):
     """Metrics of ours and each baseline for one (size, seed) split, per measured metric."""
     order = np.random.default_rng(seed).permutation(len(archs))
     train, test = order[:n], order[n:]
     start = time.perf_counter()
-    predictor = CalibratedPredictor.fit(space, archs[train], {k: v[train] for k, v in measured.items()})
+    predictor = CalibratedPredictor.fit(space, archs[train], {k: v[train] for k, v in measured.items()},
+                                        kernels=kernels)
     fit_s = time.perf_counter() - start
     predicted = predictor.predict(space, archs[test])
     rows = []
@@ -79,18 +81,21 @@ def repeatability(space, table: Path, archs, measured) -> None:
           f"within +-10% {100 * s['within_10pct']:.1f}% -- the ceiling for any predictor")
 
 
-def report(table: Path, sizes, seeds) -> None:
+def report(table: Path, sizes, seeds, without: list[str]) -> None:
     space = get_space("nb201")
     archs, measured = read_measurements(table, space)
     archs, measured = distinct_architectures(space, archs, measured)
     print(f"\n== {table.name}: {len(archs)} distinct architectures, metrics {list(measured)}")
     repeatability(space, table, archs, measured)
+    kernels = [k for k in default_kernels(space, feature_groups(space, archs[:1], reference_layer_values(space)))
+               if k[0] not in without]
+    print(f"   kernels: {kernels}")
     header = f"{'metric':<11}{'n':>5} {'model':<17}{'rho':>7}{'tau':>7}{'<=10%':>8}{'RMSE':>9}"
     for n in sizes:
         if len(archs) - n < MIN_TEST:
             print(f"   n={n}: skipped, fewer than {MIN_TEST} architectures would be left to test")
             continue
-        runs = [run_once(space, archs, measured, n, seed) for seed in range(seeds)]
+        runs = [run_once(space, archs, measured, n, seed, kernels) for seed in range(seeds)]
         print(header)
         for m, (metric, _, _, _) in enumerate(runs[0]):
             fit_times = [run[m][2] for run in runs]
@@ -111,12 +116,14 @@ def main() -> None:
     parser.add_argument("--tables", type=Path, nargs="+", default=DEFAULT_TABLES)
     parser.add_argument("--sizes", type=int, nargs="+", default=[30, 100, 300])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--without", nargs="+", default=[], metavar="GROUP",
+                        help="feature groups our predictor leaves out (ablation), e.g. reference_latency")
     args = parser.parse_args()
     for table in args.tables:
         if not table.exists():
             print(f"\n== {table}: not found, skipped")
             continue
-        report(table, args.sizes, args.seeds)
+        report(table, args.sizes, args.seeds, args.without)
 
 
 if __name__ == "__main__":
