@@ -3,13 +3,15 @@
 Run: python benchmarks/ray_supernet_eval.py [--run-dir runs/tiny_train] [--subnets 64] [--actors 2]
 Without --run-dir the supernet of experiments/tiny_train.yaml is built with fresh weights (the work per subnet, BN
 calibration and validation accuracy, is the same). Each actor uses one XLA thread and compiles every resolution
-before timing starts, so the times are of evaluation alone.
+before timing starts (the second pool's actors load the first pool's compilations from a fresh persistent cache),
+so the times are of evaluation alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +35,11 @@ def payload_of(args) -> tuple[dict, object]:
     return supernet_payload(model, config, data), space
 
 
-def timed_pool(payload, space, subnets: np.ndarray, num_actors: int) -> tuple[float, list[float]]:
-    from nas.evaluators.supernet import SupernetWorker
+def timed_pool(payload, space, subnets: np.ndarray, num_actors: int, cache_dir: str) -> tuple[float, list[float]]:
+    from nas.evaluators.supernet import SupernetWorker, actor_env
     from nas.ray_pool import ActorPool
 
-    pool = ActorPool(SupernetWorker, payload, num_actors=num_actors)
+    pool = ActorPool(SupernetWorker, payload, num_actors=num_actors, env_vars=actor_env(cache_dir))
     try:
         one_per_resolution = np.stack([subnets[subnets[:, 0] == r][0] for r in np.unique(subnets[:, 0])])
         pool.broadcast("evaluate", one_per_resolution)
@@ -64,8 +66,9 @@ def main():
     subnets = space.sample(args.subnets, args.seed)
     ensure_ray(num_cpus=os.cpu_count())
     try:
-        one, acc_one = timed_pool(payload, space, subnets, 1)
-        many, acc_many = timed_pool(payload, space, subnets, args.actors)
+        with tempfile.TemporaryDirectory(prefix="hwnas-jax-cache-") as cache_dir:
+            one, acc_one = timed_pool(payload, space, subnets, 1, cache_dir)
+            many, acc_many = timed_pool(payload, space, subnets, args.actors, cache_dir)
     finally:
         ray.shutdown()
     assert np.allclose(acc_one, acc_many), "the actors disagree on some subnet's accuracy"

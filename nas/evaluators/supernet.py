@@ -3,6 +3,7 @@ in Ray actors that receive the trained weights and the data once through the obj
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ class SupernetWorker:
                                       split=self.split)) for arch in np.asarray(archs)]
 
 
+def actor_env(compile_cache_dir: str | Path | None = None) -> dict[str, str]:
+    """One XLA thread per actor, and a persistent JAX compilation cache shared by the actors of this machine
+    (default ~/.cache/hwnas/jax), so only the first actor to meet a resolution compiles the supernet for it."""
+    from nas.ray_pool import SINGLE_THREAD_ENV
+
+    cache = Path(compile_cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwnas" / "jax")
+    return {**SINGLE_THREAD_ENV, "JAX_COMPILATION_CACHE_DIR": str(cache.absolute()),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+
+
 def _check_space(space, run_space, run_dir) -> None:
     if space is not None and space.config() != run_space.config():
         raise UserInputError(f"supernet run {str(run_dir)!r} was trained on space {run_space.config()}, but the search "
@@ -60,12 +71,14 @@ class SupernetEvaluator:
     """`accuracy` of subnets of a trained supernet (a run directory of `nas train`), evaluated by `num_actors`
     Ray actors (default: every CPU of the cluster; 0 evaluates in this process without Ray).
 
-    Each actor uses one XLA thread; an actor that dies is restarted and its subnet evaluated again."""
+    Each actor uses one XLA thread and the shared compilation cache (`actor_env`); an actor that dies is
+    restarted and its subnet evaluated again."""
 
     metrics = ("accuracy",)
 
     def __init__(self, space, run_dir: str | Path | None = None, *, payload: dict | None = None,
-                 ray_address: str | None = None, num_actors: int | None = None, **settings):
+                 ray_address: str | None = None, num_actors: int | None = None,
+                 compile_cache_dir: str | Path | None = None, **settings):
         if payload is None:
             payload = self._load(space, run_dir, **settings)
         self.space = space
@@ -76,7 +89,8 @@ class SupernetEvaluator:
             from nas.ray_pool import ActorPool, ensure_ray
 
             self._owns_ray = ensure_ray(ray_address)
-            self._pool = ActorPool(SupernetWorker, payload, num_actors=num_actors)
+            self._pool = ActorPool(SupernetWorker, payload, num_actors=num_actors,
+                                   env_vars=actor_env(compile_cache_dir))
 
     @staticmethod
     def _load(space, run_dir, **settings) -> dict:
