@@ -56,10 +56,11 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def search(space, evaluator, out, budget=48, **kwargs):
+def search(space, evaluator, out, budget=48, population=12, **kwargs):
     kwargs.setdefault("constraints", ["latency_ms<=9"])
-    return run_search(space, evaluator, ["accuracy:max", "latency_ms:min"], out=out, budget=budget, population=12,
-                      free_columns=["latency_ms"] if isinstance(evaluator, str) else (), progress=False, **kwargs)
+    return run_search(space, evaluator, ["accuracy:max", "latency_ms:min"], out=out, budget=budget,
+                      population=population, free_columns=["latency_ms"] if isinstance(evaluator, str) else (),
+                      progress=False, **kwargs)
 
 
 def test_objective_and_constraint_syntax():
@@ -186,3 +187,21 @@ def test_real_nb201_table_search_respects_the_latency_budget(tmp_path):
     truth = {r["arch"]: float(r["accuracy"]) for r in read_rows(SHARED_TABLE)}
     for arch, acc in zip(result.history["arch"], result.history["accuracy"]):
         assert acc == pytest.approx(truth[space.to_string(space.canonical(space.from_string(arch))[0])])
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "predictor", "optuna-nsga2", "optuna-tpe"])
+def test_every_strategy_resumes_without_repeating_an_evaluation(table, tmp_path, strategy):
+    space = tiny_space()
+    first = CountingTable(space, table)
+    search(space, first, tmp_path / "split", budget=16, population=8, strategy=strategy)
+    second = CountingTable(space, table)
+    search(space, second, tmp_path / "split", budget=32, population=8, strategy=strategy, resume=True)
+    history = read_rows(tmp_path / "split" / "history.csv")
+    assert len(history) == 32 and len({r["arch"] for r in history}) == 32
+    assert first.num_queried == 16 and second.num_queried == 16
+    if not strategy.startswith("optuna"):
+        search(space, CountingTable(space, table), tmp_path / "straight", budget=32, population=8,
+               strategy=strategy)
+        assert history == read_rows(tmp_path / "straight" / "history.csv")
+    else:
+        assert (tmp_path / "split" / "optuna.db").is_file()

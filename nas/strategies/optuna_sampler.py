@@ -31,10 +31,10 @@ class OptunaStrategy(Strategy):
 
         super().__init__(space, objectives, **kwargs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self._trials: dict[int, object] = {}
-        self._known: dict[int, tuple[list[float], list[float]]] = {}
-        self._directions = ["maximize" if o.direction == "max" else "minimize" for o in self.objectives]
-        self.study = optuna.create_study(sampler=self._sampler(), directions=self._directions)
+        self._open_trials: dict[int, object] = {}
+        self._told_values: dict[int, tuple[list[float], list[float]]] = {}
+        self._study_directions = ["maximize" if o.direction == "max" else "minimize" for o in self.objectives]
+        self.study = optuna.create_study(sampler=self._sampler(), directions=self._study_directions)
         self.record = self._open_record()
 
     # ------------------------------------------------------------- study
@@ -49,16 +49,16 @@ class OptunaStrategy(Strategy):
         if not url:
             return None
         try:
-            record = optuna.create_study(storage=optuna.storages.RDBStorage(url), directions=self._directions,
+            record = optuna.create_study(storage=optuna.storages.RDBStorage(url), directions=self._study_directions,
                                          study_name=self.options["study_name"], load_if_exists=True)
         except Exception as e:  # noqa: BLE001 - database drivers raise their own types for a bad URL
             raise UserInputError(f"strategy {self.name!r}: storage {url!r} cannot be opened "
                                  f"({type(e).__name__}: {str(e).splitlines()[0]}); give an RDB URL such as "
                                  "sqlite:///path/optuna.db") from None
-        if [d.name.lower() for d in record.directions] != self._directions:
+        if [d.name.lower() for d in record.directions] != self._study_directions:
             raise UserInputError(f"strategy {self.name!r}: study {self.options['study_name']!r} in {url!r} has "
                                  f"directions {[d.name.lower() for d in record.directions]}, not "
-                                 f"{self._directions}; use another study name")
+                                 f"{self._study_directions}; use another study name")
         return record
 
     def _suggest(self, trial) -> np.ndarray:
@@ -75,26 +75,26 @@ class OptunaStrategy(Strategy):
             trial = self.study.ask()
             arch = self._suggest(trial)
             key = int(self.space.hash(arch)[0])
-            if key in self._known:
-                self._tell_trial(trial, *self._known[key])
-            elif key in self._trials or self.seen(arch)[0]:
+            if key in self._told_values:
+                self._tell_trial(trial, *self._told_values[key])
+            elif key in self._open_trials or self.seen(arch)[0]:
                 self.study.tell(trial, state=_failed())
             elif not self.cheap_feasible(arch):
                 self._tell_trial(trial, *self._screened(arch))
             else:
-                self._trials[key] = trial
+                self._open_trials[key] = trial
                 chosen.append(arch)
         return np.vstack([self._empty(), *chosen])
 
     def ask(self, n: int) -> np.ndarray:
         archs = super().ask(n)
         keys = [int(k) for k in self.space.hash(archs)] if len(archs) else []
-        for key in set(self._trials) - set(keys):
-            self.study.tell(self._trials.pop(key), state=_failed())
+        for key in set(self._open_trials) - set(keys):
+            self.study.tell(self._open_trials.pop(key), state=_failed())
         for key, arch in zip(keys, archs):
-            if key not in self._trials:
+            if key not in self._open_trials:
                 self.study.enqueue_trial({d.name: int(i) for d, i in zip(self.space.decisions, arch)})
-                self._trials[key] = self.study.ask()
+                self._open_trials[key] = self.study.ask()
         return archs
 
     def tell(self, archs, metrics: dict) -> None:
@@ -105,8 +105,8 @@ class OptunaStrategy(Strategy):
             values = [float(metrics[o.name][i]) for o in self.objectives]
             violations = [_violation(metrics.get(c.metric, [np.nan] * len(archs))[i], c.upper_bound)
                           for c in self.constraints]
-            self._known[key] = (values, violations)
-            trial = self._trials.pop(key, None)
+            self._told_values[key] = (values, violations)
+            trial = self._open_trials.pop(key, None)
             if trial is not None:
                 finished.append(self._tell_trial(trial, values, violations))
         if self.record is not None and finished:
@@ -143,14 +143,14 @@ class OptunaStrategy(Strategy):
         """Loads the recorded trials into the sampler's study and rebuilds the told values."""
         if self.record is not None:
             self.study.add_trials(self.record.get_trials(deepcopy=False, states=_finished_states()))
-        self._trials = {}
+        self._open_trials = {}
         metrics = self.metrics
         n = len(self.archs)
         for i, key in enumerate(int(k) for k in self.space.hash(self.archs)) if n else []:
             values = [float(metrics.get(o.name, np.full(n, np.nan))[i]) for o in self.objectives]
             violations = [_violation(metrics.get(c.metric, np.full(n, np.nan))[i], c.upper_bound)
                           for c in self.constraints]
-            self._known[key] = (values, violations)
+            self._told_values[key] = (values, violations)
 
 
 def _violation(value, bound: float) -> float:
