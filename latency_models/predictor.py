@@ -19,6 +19,7 @@ from search_spaces.space import Space
 SCHEMA_VERSION = 1
 METRICS = ("latency_ms", "energy_mj")
 MAX_TRAIN_ROWS = 400
+MIN_DISTINCT = 5
 LOG_GRID = np.arange(-4.0, 3.01, 0.5)
 TRIM_LOG_ERROR = 0.25
 TUKEY_C = 4.685
@@ -208,6 +209,9 @@ class CalibratedPredictor:
         """Fits one model per measured metric (`latency_ms`, optionally `energy_mj`) on distinct architectures
         (repeats of one canonical network are averaged); at most MAX_TRAIN_ROWS of them, drawn at random."""
         archs, measured = distinct_architectures(space, space.validate(archs), measured)
+        if len(archs) < MIN_DISTINCT:
+            raise UserInputError(f"fitting a predictor needs at least {MIN_DISTINCT} functionally distinct "
+                                 f"architectures; the measurements hold {len(archs)}")
         if len(archs) > MAX_TRAIN_ROWS:
             keep = np.sort(np.random.default_rng(seed).permutation(len(archs))[:MAX_TRAIN_ROWS])
             archs, measured = archs[keep], {k: v[keep] for k, v in measured.items()}

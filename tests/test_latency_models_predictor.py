@@ -15,6 +15,7 @@ from search_spaces import get_space
 from search_spaces.errors import UserInputError
 
 PI5_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_pi5_onnx_cifar100.csv"
+GOOD = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
 OP_COST = np.array([0.0, 0.02, 0.3, 1.0, 0.15])  # none, skip, conv1x1, conv3x3, avg_pool (ms per edge)
 
 
@@ -107,9 +108,16 @@ def test_ofa_mbv3_fit_ranks_unseen_subnets(tmp_path):
 
 def test_repeated_measurements_of_one_network_are_averaged():
     space = get_space("nb201")
-    a = space.parse(["|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"] * 2)
+    a = space.parse([GOOD] * 2)
     archs, measured = distinct_architectures(space, a, {"latency_ms": np.array([1.0, 3.0])})
     assert len(archs) == 1 and measured["latency_ms"].tolist() == [2.0]
+
+
+def test_fit_refuses_too_few_distinct_architectures():
+    space = get_space("nb201")
+    a = space.parse([GOOD] * 6)
+    with pytest.raises(UserInputError, match="at least 5 functionally distinct"):
+        CalibratedPredictor.fit(space, a, {"latency_ms": np.ones(6)})
 
 
 def _write(path: Path, header: list[str], rows: list[list]) -> Path:
@@ -118,7 +126,6 @@ def _write(path: Path, header: list[str], rows: list[list]) -> Path:
     return path
 
 
-GOOD = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
 
 
 @pytest.mark.parametrize("header, rows, message", [
