@@ -44,12 +44,15 @@ def parse_constraint(text: str) -> Constraint:
 
 @dataclass(frozen=True)
 class Target:
-    """One search of a run: its objectives, constraints and (optionally) the device plain `latency_ms` means."""
+    """One search of a run: its objectives, constraints, (optionally) the device plain `latency_ms` means and that
+    device's latency model kind and file (default: the run's)."""
 
     name: str
     objectives: tuple
     constraints: tuple = ()
     device: str | None = None
+    latency_model: str | None = None
+    latency_path: str | None = None
 
     def __post_init__(self):
         if not re.fullmatch(r"[\w.@=-]+", self.name):
@@ -64,12 +67,6 @@ class Target:
     def metric_names(self) -> list[str]:
         names = [o.name for o in self.objectives] + [c.metric for c in self.constraints]
         return list(dict.fromkeys(names))
-
-
-def device_targets(devices: Sequence[str], budgets_ms: Sequence[float], accuracy: str = "accuracy") -> list[Target]:
-    """One target per device and latency budget: maximise accuracy, minimise latency, latency <= budget."""
-    return [Target(f"{d}-{b:g}ms", (Objective(accuracy, "max"), Objective("latency_ms", "min")),
-                   (Constraint("latency_ms", float(b)),), device=d) for d in devices for b in budgets_ms]
 
 
 @dataclass
@@ -357,8 +354,9 @@ def _run(space, evaluator, targets, out, budget, strategy, seed, population, res
     searches = []
     for target in targets:
         names = [m for m in target.metric_names if m not in evaluator.metrics]
+        paths = {**(latency_paths or {}), **({target.device: target.latency_path} if target.latency_path else {})}
         cheap = cheap_metrics_for(space, names, free_sources=free, device=target.device,
-                                  latency_model=latency_model, latency_paths=latency_paths,
+                                  latency_model=target.latency_model or latency_model, latency_paths=paths,
                                   layer_options=layer_options)
         if not resume:
             check_constraints_reachable(space, target, cheap, seed)
