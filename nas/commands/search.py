@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "OUT/pareto.csv and OUT/state.json after every generation; with --target, one subdirectory per device "
         "and budget, sharing expensive evaluations.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--space", required=True, help="search space (see `nas spaces`)")
+    p.add_argument("--space", help="search space (see `nas spaces`); default with a supernet: the run's space")
     p.add_argument("--resolutions", help="ofa_mbv3 input resolutions, comma-separated, e.g. 32,48,64")
     p.add_argument("--evaluator", required=True, metavar="table:PATH|supernet:RUN_DIR",
                    help="where accuracy comes from")
@@ -48,6 +48,13 @@ def _space(args):
     from search_spaces import get_space
     from search_spaces.errors import UserInputError
 
+    if args.space is None:
+        kind, _, run_dir = args.evaluator.partition(":")
+        if kind != "supernet":
+            raise UserInputError("--space is required unless the evaluator is supernet:RUN_DIR")
+        from nas.config import load_config
+
+        return load_config(f"{run_dir}/config.yaml").build_space()
     hparams = {}
     if args.resolutions:
         try:
