@@ -12,7 +12,8 @@ _STRATEGIES: dict[str, str] = {
     "nsga2": "nas.strategies.nsga2:NSGA2",
     "predictor": "nas.strategies.predictor_guided:PredictorGuided",
     "random": "nas.strategies.random_search:RandomSearch",
-    "optuna-nsga2": "nas.strategies.optuna_sampler:OptunaNSGA2", "optuna-tpe": "nas.strategies.optuna_sampler:OptunaTPE",
+    "optuna-nsga2": "nas.strategies.optuna_sampler:OptunaNSGA2",
+    "optuna-tpe": "nas.strategies.optuna_sampler:OptunaTPE",
 }
 
 
