@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections import Counter
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from search_spaces.errors import UserInputError
 
 CHECKPOINT_KIND = "hwnas-supernet-train-v1"
 CHECKPOINT_TREES = ("model", "optimizer")
+TRACES = Counter()  # traces of train_step and eval_step: tests check that steps do not recompile
 METRIC_FIELDS = ("step", "phase", "loss", "lr", "resolution", "subnets", "step_time_s", "val_acc_largest",
                  "val_acc_smallest")
 
@@ -58,11 +60,12 @@ def reset_optimizer(optimizer: nnx.Optimizer, model) -> None:
 
 
 def commit_to_device(*nodes) -> None:
-    """Places every array of `nodes` on the default device explicitly. Fresh, restored and step-output arrays
-    then look the same to `jit`, which would otherwise compile `train_step` again for each kind."""
+    """Places every array of `nodes` on the default device explicitly, with strong dtypes. Fresh, restored and
+    step-output arrays then look the same to `jit`, which would otherwise compile `train_step` again for each."""
     device = jax.devices()[0]
     for node in nodes:
-        nnx.update(node, jax.tree.map(lambda a: jax.device_put(a, device), nnx.as_pure(nnx.state(node))))
+        state = nnx.as_pure(nnx.state(node))
+        nnx.update(node, jax.tree.map(lambda a: jax.device_put(a.astype(a.dtype), device), state))
 
 
 def smoothed_targets(labels: np.ndarray, num_classes: int, label_smoothing: float) -> jnp.ndarray:
@@ -88,6 +91,7 @@ def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
     from subnet 0's predictions (soft cross-entropy, no gradient into the teacher). The subnets run under one
     `lax.scan`, so the step compiles once per (resolution, K). Returns the mean loss over the subnets.
     """
+    TRACES["train_step"] += 1
     graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
 
     def one_subnet(carry, inputs):
@@ -119,6 +123,7 @@ def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
 @nnx.jit
 def eval_step(model, images, labels, valid, arch):
     """Number of correct predictions of subnet `arch` among the `valid` rows of a batch (BN in inference mode)."""
+    TRACES["eval_step"] += 1
     logits = model(images, arch, train=False)
     return jnp.sum((jnp.argmax(logits, axis=-1) == labels) & valid)
 
