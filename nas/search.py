@@ -142,6 +142,7 @@ class TargetSearch:
         self.history_file = History(self.out, self.metrics)
         self.rows: dict[str, list] = {c: [] for c in self.history_file.columns}
         self.generation, self.hv_ref, self.exhausted, self.orphans = 0, None, False, {}
+        self.front_size, self.last_hypervolume = 0, None
         self._resume() if resume else self._create()
 
     def _build_strategy(self, name: str, options: dict, seed: int):
@@ -214,7 +215,7 @@ class TargetSearch:
         for c, v in new.items():
             self.rows[c].extend(np.asarray(v).tolist() if c != "arch" else v)
         self.generation += 1
-        self._write_pareto()
+        self.front_size, self.last_hypervolume = self._write_pareto(), self.hypervolume()
         self._save_state()
 
     def feasible(self, metrics: dict) -> np.ndarray:
@@ -241,8 +242,10 @@ class TargetSearch:
         keep = keep[np.lexsort(self.minimised({k: v[keep] for k, v in rows.items()}).T[::-1])]
         return {c: v[keep] for c, v in rows.items()}
 
-    def _write_pareto(self) -> None:
-        write_table(self.out / "pareto.csv", self.history_file.columns, self.front())
+    def _write_pareto(self) -> int:
+        front = self.front()
+        write_table(self.out / "pareto.csv", self.history_file.columns, front)
+        return len(front["arch"])
 
     def hypervolume(self) -> float | None:
         """Hypervolume of the feasible front; reference: a latency-like objective's bound, else 10% beyond the
@@ -278,9 +281,9 @@ def _progress(searches: list[TargetSearch], enabled: bool):
 
 
 def _update_bar(bar, search: TargetSearch, cache: ExpensiveCache, told: int) -> None:
-    hv = search.hypervolume()
+    hv = search.last_hypervolume
     bar.update(told)
-    bar.set_postfix({"gen": search.generation, "evals": cache.num_evaluated, "front": len(search.front()["arch"]),
+    bar.set_postfix({"gen": search.generation, "evals": cache.num_evaluated, "front": search.front_size,
                      "hv": "-" if hv is None else f"{hv:.4g}"})
 
 
