@@ -8,7 +8,7 @@ import pytest
 from nas.pareto import hypervolume
 from nas.strategies import Constraint, Objective, get_strategy
 from search_spaces.errors import UserInputError
-from strategy_problems import nb201_problem
+from strategy_problems import nb201_problem, ofa_problem
 
 OBJECTIVES = [Objective("accuracy", "max"), Objective("latency_ms", "min")]
 SMALL = dict(members=4, hidden=(16,), steps=150, learning_rate=1e-2, initial=16)
@@ -72,3 +72,18 @@ def test_bad_options_are_user_errors():
         get_strategy("predictor")(space, many)
     with pytest.raises(UserInputError, match="proxy"):
         get_strategy("predictor")(space, OBJECTIVES, proxy="flops")
+
+
+def test_single_objective_under_a_cheap_budget_in_a_large_space():
+    space, accuracy, cheap = ofa_problem(seed=1)
+    bound = np.quantile(cheap(space.sample(1000, 0))["latency_ms"], 0.2)
+    best = {}
+    for name, options in (("predictor", dict(SMALL, pool_size=500, pool_generations=1)), ("random", {})):
+        strategy = get_strategy(name)(space, [Objective("accuracy", "max")], cheap_metrics=cheap, seed=0,
+                                      constraints=[Constraint("latency_ms", bound)], **options)
+        for _ in range(4):
+            archs = strategy.ask(20)
+            strategy.tell(archs, {"accuracy": accuracy(archs), **cheap(archs)})
+        assert (strategy.metrics["latency_ms"] <= bound).all()
+        best[name] = strategy.metrics["accuracy"].max()
+    assert best["predictor"] > best["random"]
