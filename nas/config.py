@@ -93,6 +93,8 @@ class TargetConfig(Section):
     energy_budgets_mj: list[float] = field(default_factory=list, gt=0)
     profile_warmup: int = field(10, ge=0, doc="host-cpu profiling: untimed runs per layer")
     profile_repeats: int = field(50, ge=1, doc="host-cpu profiling: timed runs per layer")
+    profile_calibration_subnets: int = field(4, ge=0, doc="host-cpu profiling: whole subnets timed to correct "
+                                             "the per-layer sum (0: none)")
 
     def check(self, path: str) -> None:
         if self.latency_model == "predictor" and not self.predictor:

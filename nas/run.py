@@ -85,7 +85,7 @@ def stage_latency(ctx: RunContext) -> dict:
         if target.device == HOST_DEVICE and target.latency_model == "lut":
             timing = TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
             profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), timing=timing, layer_options=options,
-                    progress=ctx.progress)
+                    progress=ctx.progress, calibrate_subnets=target.profile_calibration_subnets)
             made[target.device] = "measured"
         elif not path.exists():
             roofline_table(ctx.space, target.device, **options).save(path)
