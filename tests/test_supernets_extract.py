@@ -1,0 +1,61 @@
+"""Tests for supernets.extract: the extracted static network equals the calibrated supernet at that arch."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from search_spaces import get_space
+from supernets.bn_calibration import calibrate_bn
+from supernets.extract import extract
+from supernets.ofa_mbv3 import OFAMobileNetV3
+from supernets.static import StaticMobileNetV3
+
+RES = 16
+
+
+def _perturbed_model(space):
+    """A supernet whose kernel transforms and BN affine parameters are not at their initial values."""
+    model = OFAMobileNetV3(space, width_mult=0.25, num_classes=5, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    for block in model.blocks:
+        for t in (block.transform_5, block.transform_3):
+            t[...] = t[...] + jnp.asarray(rng.normal(0, 0.1, t[...].shape), jnp.float32)
+    for bn in model.batch_norms():
+        bn.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, bn.channels), jnp.float32)
+        bn.bias[...] = jnp.asarray(rng.normal(0, 0.2, bn.channels), jnp.float32)
+    return model
+
+
+@nnx.jit
+def _eval(model, x, arch):
+    return model(x, arch, train=False)
+
+
+def test_extracted_networks_equal_the_calibrated_supernet():
+    space = get_space("ofa_mbv3", resolutions=(RES,))
+    model = _perturbed_model(space)
+    rng = np.random.default_rng(1)
+    batches = [jnp.asarray(rng.standard_normal((4, RES, RES, 3)), jnp.float32) for _ in range(2)]
+    archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
+    for arch in archs:
+        calibrate_bn(model, arch, batches)
+        expected = np.asarray(_eval(model, batches[0], jnp.asarray(arch)))
+        net = extract(model, arch)
+        np.testing.assert_allclose(np.asarray(net(batches[0])), expected, atol=1e-5, rtol=0,
+                                   err_msg=space.to_string(arch))
+        config = json.loads(json.dumps(net.to_config()))
+        assert StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)).to_config() == config
+        assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
+
+
+def test_extracted_network_uses_grouped_convolution_not_the_training_op():
+    space = get_space("ofa_mbv3", resolutions=(RES,))
+    model = OFAMobileNetV3(space, width_mult=0.25, num_classes=5, rngs=nnx.Rngs(0))
+    net = extract(model, space.largest())
+    jaxpr = str(jax.make_jaxpr(lambda x: net(x))(jnp.ones((1, RES, RES, 3))))
+    assert "feature_group_count=48" in jaxpr
+    assert "custom_vjp_call" not in jaxpr and "cond[" not in jaxpr
