@@ -22,7 +22,8 @@ from search_spaces import get_space
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TABLES = [REPO.parent / "shared" / "data" / "nb201_pi5_onnx_cifar100.csv",
-                  REPO / "benchmarks" / "data" / "nb201_host_cpu_onnx.csv"]
+                  REPO / "benchmarks" / "data" / "nb201_host_cpu_onnx.csv",
+                  REPO / "benchmarks" / "data" / "nb201_host_cpu_onnx_1200.csv"]
 MIN_TEST = 100
 KEYS = ("spearman", "kendall", "within_10pct", "rmse")
 
