@@ -1,6 +1,6 @@
 """Evaluating 64 subnets with the supernet evaluator's Ray actors: 2 actors versus 1 (goal: >= 1.7x on 2 cores).
 
-Run: python benchmarks/ray_supernet_eval.py [--run-dir runs/tiny_train] [--subnets 64] [--actors 2]
+Run: python benchmarks/ray_supernet_eval.py [--run-dir runs/tiny_train] [--subnets 64] [--actors 2] [--cache-dir D]
 Without --run-dir the supernet of experiments/tiny_train.yaml is built with fresh weights (the work per subnet, BN
 calibration and validation accuracy, is the same). Each actor uses one XLA thread and compiles every resolution
 before timing starts (the second pool's actors load the first pool's compilations from a fresh persistent cache),
@@ -56,6 +56,7 @@ def main():
     parser.add_argument("--subnets", type=int, default=64)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", help="persistent JAX compilation cache to reuse across runs (default: fresh)")
     args = parser.parse_args()
 
     import ray
@@ -66,7 +67,8 @@ def main():
     subnets = space.sample(args.subnets, args.seed)
     ensure_ray(num_cpus=os.cpu_count())
     try:
-        with tempfile.TemporaryDirectory(prefix="hwnas-jax-cache-") as cache_dir:
+        with tempfile.TemporaryDirectory(prefix="hwnas-jax-cache-") as fresh:
+            cache_dir = args.cache_dir or fresh
             one, acc_one = timed_pool(payload, space, subnets, 1, cache_dir)
             many, acc_many = timed_pool(payload, space, subnets, args.actors, cache_dir)
     finally:
