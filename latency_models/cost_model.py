@@ -72,7 +72,9 @@ def _predictor_cost_model(space, device, path) -> CostModel:
     describe = getattr(predictor, "describe", lambda: {})
     description = {"kind": "predictor", "device": device.name, "space": space.config(), "path": str(path),
                    "predictor": describe()}
-    return CostModel(space, device, lambda archs: predictor.predict(space, archs), description)
+    model = CostModel(space, device, lambda archs: predictor.predict(space, archs), description)
+    model.metrics = tuple(predictor.metrics)
+    return model
 
 
 def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir=None, tables_dir=None,

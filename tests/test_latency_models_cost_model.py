@@ -51,3 +51,20 @@ def test_lut_kind_uses_the_shipped_measured_table_when_it_covers_the_space():
     assert 0 < out["latency_ms"][0] < out["latency_ms"][1]
     uncovered = get_space("ofa_mbv3", resolutions=(224,))
     assert build_cost_model(uncovered, "host-cpu", "lut").describe()["estimated"]
+
+
+def test_latency_only_predictor_gives_latency_only(tmp_path):
+    import numpy as np
+
+    from latency_models import build_cost_model
+    from latency_models.predictor import CalibratedPredictor
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    archs = space.canonical(space.sample(60, 0))
+    latency = 1.0 + space.features(archs) @ np.linspace(0.1, 1.0, int(space.sizes.sum()))
+    path = tmp_path / "pred.json"
+    CalibratedPredictor.fit(space, archs, {"latency_ms": latency}).save(path)
+    model = build_cost_model(space, "raspberry-pi-5", "predictor", path)
+    assert model.metrics == ("latency_ms",)
+    assert set(model.predict(archs[:3])) == {"latency_ms"}
