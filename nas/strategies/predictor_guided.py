@@ -105,32 +105,32 @@ class PredictorGuided(Strategy):
         self._model, self._model_told = None, -1
 
     # ---------------------------------------------------------------- pool
-    def candidate_pool(self, model: EnsemblePredictor | None) -> np.ndarray:
-        """Unseen feasible canonical candidates to score."""
+    def candidate_pool(self, model: EnsemblePredictor | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unseen feasible canonical candidates with their optimistic values and feasibility (`optimistic`)."""
         pool = self._remaining_pool()
         if len(pool):
             pool = pool[self.cheap_feasible(pool)]
             if len(pool) > self.options["pool_size"]:
                 pool = pool[self.rng.choice(len(pool), self.options["pool_size"], replace=False)]
-            return pool
+            return (pool, *self.optimistic(pool, model))
         size = self.options["pool_size"]
         pool = self._unseen(self.sample_feasible(size // 2), size)
+        values, ok = self.optimistic(pool, model)
         parents = self.archs[pareto_mask(self._observed()) & self.told_feasible()]
         for _ in range(self.options["pool_generations"]):
-            parents = np.vstack([parents, self._predicted_front(pool, model)])
+            parents = np.vstack([parents, pool[pareto_mask(values)]]) if len(pool) else parents
             children = np.vstack([self.space.mutate(parents[self.rng.integers(0, len(parents), size // 4)], 0.1,
                                                     self.rng),
                                   self.space.crossover(parents[self.rng.integers(0, len(parents), size // 4)],
                                                        parents[self.rng.integers(0, len(parents), size // 4)],
                                                        self.rng)])
-            pool = np.vstack([pool, self._unseen(self.feasible_part(children, 0), size)])
-            pool = pool[self._distinct(pool)]
-        return pool
-
-    def _predicted_front(self, pool: np.ndarray, model) -> np.ndarray:
-        if len(pool) == 0:
-            return pool
-        return pool[pareto_mask(self.optimistic(pool, model)[0])]
+            children = self._unseen(self.feasible_part(children, 0), size)
+            child_values, child_ok = self.optimistic(children, model)
+            pool, values, ok = np.vstack([pool, children]), np.vstack([values, child_values]), np.concatenate(
+                [ok, child_ok])
+            keep = self._distinct(pool)
+            pool, values, ok = pool[keep], values[keep], ok[keep]
+        return pool, values, ok
 
     # ---------------------------------------------------------- acquisition
     def optimistic(self, archs: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
@@ -181,10 +181,9 @@ class PredictorGuided(Strategy):
         if finite < max(self.options["initial"], 2):
             return self.sample_feasible(2 * n)
         model = self.model()
-        pool = self.candidate_pool(model)
+        pool, scores, feasible = self.candidate_pool(model)
         if len(pool) == 0:
             return pool
-        scores, feasible = self.optimistic(pool, model)
         if feasible.any():
             pool, scores = pool[feasible], scores[feasible]
         return pool[self.greedy_batch(scores, n)]
@@ -198,25 +197,30 @@ class PredictorGuided(Strategy):
         front = front[np.isfinite(front).all(1)]
         available = np.ones(len(scores), dtype=bool)
         spread = np.ptp(np.vstack([front, scores, ref[None]]), axis=0) + 1e-12
-        picks = []
+        beyond_ref = np.maximum(((scores - ref) / spread).max(1), 0.0)
+        dominated_by, improving, picks = None, True, []
         for _ in range(min(n, len(scores))):
             index = np.flatnonzero(available)
-            gain = hypervolume_improvement(scores[index], front, ref)
-            best = index[int(np.argmax(gain))] if gain.max() > 0 else index[int(np.argmin(
-                _distance_to_front(scores[index], front, ref, spread)))]
+            gain = hypervolume_improvement(scores[index], front, ref) if improving else np.zeros(1)
+            improving = gain.max() > 0
+            if improving:
+                best = index[int(np.argmax(gain))]
+            else:
+                if dominated_by is None:
+                    dominated_by = _dominated_by(scores, front, spread)
+                best = index[int(np.argmin(np.maximum(dominated_by[index], 0.0) + beyond_ref[index]))]
             picks.append(best)
             available[best] = False
             front = np.vstack([front, scores[best][None]])
+            if dominated_by is not None:
+                dominated_by = np.maximum(dominated_by, ((scores - scores[best]) / spread).min(1))
         return np.asarray(picks, dtype=np.int64)
 
 
-def _distance_to_front(candidates: np.ndarray, front: np.ndarray, ref: np.ndarray, spread: np.ndarray) -> np.ndarray:
+def _dominated_by(candidates: np.ndarray, front: np.ndarray, spread: np.ndarray) -> np.ndarray:
     """(C,) the additive epsilon (in units of each objective's spread) a candidate must improve by in every
-    objective to be dominated by no front point and to beat the reference point."""
-    c, r = candidates / spread, ref / spread
-    beyond_ref = np.maximum((c - r).max(1), 0.0)
+    objective to be dominated by no front point (negative when none dominates it); a new front point p updates
+    it as max(epsilon, min_j (c_j - p_j) / spread_j)."""
     if len(front) == 0:
-        return beyond_ref
-    f = front / spread
-    dominated_by = (c[:, None, :] - f[None, :, :]).min(2).max(1)
-    return np.maximum(dominated_by, 0.0) + beyond_ref
+        return np.full(len(candidates), -np.inf)
+    return ((candidates[:, None, :] - front[None, :, :]) / spread).min(2).max(1)
