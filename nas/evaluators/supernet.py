@@ -52,13 +52,13 @@ class SupernetWorker:
 
 
 def actor_env(compile_cache_dir: str | Path | None = None) -> dict[str, str]:
-    """One XLA thread per actor, and a persistent JAX compilation cache shared by the actors of this machine
-    (default ~/.cache/hwnas/jax), so only the first actor to meet a resolution compiles the supernet for it."""
+    """One XLA thread per actor, and the persistent JAX compilation cache of `nas.jax_cache` (or the given
+    directory), so only the first actor to meet a resolution compiles the supernet for it."""
+    from nas.jax_cache import CACHE_ENV, DEFAULT_DIR, MIN_SECONDS_ENV
     from nas.ray_pool import SINGLE_THREAD_ENV
 
-    cache = Path(compile_cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwnas" / "jax")
-    return {**SINGLE_THREAD_ENV, "JAX_COMPILATION_CACHE_DIR": str(cache.absolute()),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "1"}
+    cache = Path(compile_cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_DIR)
+    return {**SINGLE_THREAD_ENV, CACHE_ENV: str(cache.absolute()), MIN_SECONDS_ENV: "1"}
 
 
 def _check_space(space, run_space, run_dir) -> None:
