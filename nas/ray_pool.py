@@ -100,13 +100,15 @@ class ActorPool:
 
         return ray.get([actor.call.remote(method, *args) for actor in self.actors])
 
-    def map(self, method: str, items: Sequence[Any]) -> list[Any]:
-        """`target.method(item)` for every item, spread over the actors as each becomes free; results in order."""
+    def map(self, method: str, items: Sequence[Any], in_flight_per_actor: int = 2) -> list[Any]:
+        """`target.method(item)` for every item, spread over the actors as each becomes free; results in order.
+
+        Each actor has up to `in_flight_per_actor` tasks queued, so it never waits for the driver between tasks."""
         import ray
 
         results: list[Any] = [None] * len(items)
         waiting = list(enumerate(items))[::-1]
-        idle = list(self.actors)
+        idle = [actor for _ in range(max(1, in_flight_per_actor)) for actor in self.actors]
         running: dict[Any, tuple[int, Any]] = {}
         while waiting or running:
             while waiting and idle:
