@@ -181,7 +181,7 @@ def num_classes_of(config, data) -> int:
 
 
 def _trees(model, optimizer) -> dict:
-    return {"model": nnx.state(model).to_pure_dict(), "optimizer": nnx.state(optimizer).to_pure_dict()}
+    return {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
 
 
 def _load_trees(trees: dict, **targets) -> None:
@@ -289,7 +289,7 @@ def load_trained_supernet(run_dir: str | Path):
     checkpoints = Checkpoints(run.checkpoints, kind=CHECKPOINT_KIND, trees=CHECKPOINT_TREES, create=False)
     meta = checkpoints.restore_meta()
     model = create_model(config, space, meta["num_classes"], meta["in_channels"])
-    trees, meta = checkpoints.restore({"model": nnx.state(model).to_pure_dict()}, names=("model",))
+    trees, meta = checkpoints.restore({"model": nnx.to_pure_dict(nnx.state(model))}, names=("model",))
     _load_trees(trees, model=model)
     checkpoints.close()
     if meta["step"] < meta["total_steps"]:

@@ -109,7 +109,7 @@ def tiny_config_file(tmp_path, **train_overrides) -> Path:
 
 def params_of(run_dir):
     model, _, _ = train.load_trained_supernet(run_dir)
-    return nnx.state(model).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(model))
 
 
 def nas_train(config_file, cache_dir, *extra, wait=True):
