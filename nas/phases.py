@@ -107,11 +107,11 @@ def subnets_of_step(phase: Phase, train_config, seed: int, step: int) -> tuple[i
     if phase.single_subnet:
         archs, distill = phase.largest()[None], False
     else:
-        fixed = [phase.largest()] if train_config.sandwich or train_config.distill else []
-        fixed += [phase.smallest()] if train_config.sandwich else []
-        num_random = train_config.num_random if fixed else max(1, train_config.num_random)
-        fixed = np.asarray(fixed, dtype=np.int32).reshape(len(fixed), phase.allowed.shape[0])
-        archs = np.concatenate([fixed, sample_uniform(phase.allowed, num_random, rng)]).astype(np.int32)
+        anchors = [phase.largest()] if train_config.sandwich or train_config.distill else []
+        anchors += [phase.smallest()] if train_config.sandwich else []
+        num_random = train_config.num_random if anchors else max(1, train_config.num_random)
+        anchor_rows = np.asarray(anchors, dtype=np.int32).reshape(len(anchors), phase.allowed.shape[0])
+        archs = np.concatenate([anchor_rows, sample_uniform(phase.allowed, num_random, rng)]).astype(np.int32)
         distill = bool(train_config.distill and len(archs) > 1)
     archs[:, ofa_mbv3.RESOLUTION] = resolution
     return resolution, archs, distill
