@@ -23,10 +23,10 @@ def _perturbed_model(space):
     rng = np.random.default_rng(0)
     for block in model.blocks:
         for t in (block.transform_5, block.transform_3):
-            t[...] = t[...] + jnp.asarray(rng.normal(0, 0.1, t[...].shape), jnp.float32)
+            t[...] = t[...] + jnp.asarray(rng.normal(0, 0.05, t[...].shape), jnp.float32)
     for bn in model.batch_norms():
-        bn.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, bn.channels), jnp.float32)
-        bn.bias[...] = jnp.asarray(rng.normal(0, 0.2, bn.channels), jnp.float32)
+        bn.scale[...] = jnp.asarray(rng.uniform(0.8, 1.2, bn.channels), jnp.float32)
+        bn.bias[...] = jnp.asarray(rng.normal(0, 0.1, bn.channels), jnp.float32)
     return model
 
 
@@ -39,14 +39,15 @@ def test_extracted_networks_equal_the_calibrated_supernet():
     space = get_space("ofa_mbv3", resolutions=(RES,))
     model = _perturbed_model(space)
     rng = np.random.default_rng(1)
-    batches = [jnp.asarray(rng.standard_normal((4, RES, RES, 3)), jnp.float32) for _ in range(2)]
+    batches = [jnp.asarray(rng.standard_normal((16, RES, RES, 3)), jnp.float32) for _ in range(3)]
     archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
     for arch in archs:
-        calibrate_bn(model, arch, batches)
-        expected = np.asarray(_eval(model, batches[0], jnp.asarray(arch)))
+        calibrate_bn(model, arch, batches[:2])
+        expected = np.asarray(_eval(model, batches[2], jnp.asarray(arch)))
         net = extract(model, arch)
-        np.testing.assert_allclose(np.asarray(net(batches[0])), expected, atol=1e-5, rtol=0,
-                                   err_msg=space.to_string(arch))
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(np.asarray(net(batches[2])), expected, atol=1e-5 * scale, rtol=0,
+                                   err_msg=f"{space.to_string(arch)}, largest |logit| {scale}")
         config = json.loads(json.dumps(net.to_config()))
         assert StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)).to_config() == config
         assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
