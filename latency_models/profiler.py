@@ -87,10 +87,11 @@ def make_session(model: bytes, timing: TimingConfig):
     return ort.InferenceSession(model, options, providers=[timing.provider])
 
 
-def _feeds(session, seed: int = 0) -> dict:
+def _feeds(session, batch_size: int = 1, seed: int = 0) -> dict:
+    """Random inputs for every model input; a symbolic dimension (a dynamic batch) becomes `batch_size`."""
     rng = np.random.default_rng(seed)
-    return {spec.name: rng.standard_normal([int(d) for d in spec.shape]).astype(np.float32)
-            for spec in session.get_inputs()}
+    return {spec.name: rng.standard_normal([d if isinstance(d, int) else batch_size for d in spec.shape])
+            .astype(np.float32) for spec in session.get_inputs()}
 
 
 def time_models(models: list[bytes], timing: TimingConfig) -> list[np.ndarray]:
@@ -98,7 +99,7 @@ def time_models(models: list[bytes], timing: TimingConfig) -> list[np.ndarray]:
     run each per round, so each run finds the caches as the previous layers left them."""
     clock = time.thread_time if timing.resolved_clock == "thread" else time.perf_counter
     sessions = [make_session(m, timing) for m in models]
-    feeds = [_feeds(s) for s in sessions]
+    feeds = [_feeds(s, timing.batch_size) for s in sessions]
     for session, feed in zip(sessions, feeds):
         for _ in range(timing.warmup):
             session.run(None, feed)
