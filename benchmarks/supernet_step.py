@@ -46,8 +46,9 @@ def sgd_update(model, grads, lr=0.01):
 
 @nnx.jit
 def static_step(net, x, y, lr=0.01):
-    grads = nnx.grad(lambda n: _cross_entropy(n(x, train=True), y))(net)
+    loss, grads = nnx.value_and_grad(lambda n: _cross_entropy(n(x, train=True), y))(net)
     nnx.update(net, jax.tree.map(lambda p, g: p - lr * g, nnx.state(net, nnx.Param), grads))
+    return loss
 
 
 def _timed(fn, repeats):
