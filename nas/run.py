@@ -249,7 +249,7 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
     failed = [k for k, m in results.items() if not m["onnx_parity_ok"]]
     if failed:
         raise UserInputError(f"ONNX parity failed for subnets {failed} (max abs difference above "
-                             f"{config.export.parity_atol}); see their metrics.json")
+                             f"{config.export.parity_atol} x max(1, largest |logit|)); see their metrics.json")
     return {"subnets": sorted(results)}
 
 

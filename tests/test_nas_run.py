@@ -81,7 +81,8 @@ def test_exported_subnets_pass_parity_and_meet_their_budgets(finished):
         info = json.loads((directory / "arch.json").read_text())
         metrics = json.loads((directory / "metrics.json").read_text())
         assert (directory / "model.onnx").is_file() and (directory / "params").is_dir()
-        assert metrics["onnx_parity_ok"] and metrics["onnx_max_abs_diff"] <= 1e-4
+        assert metrics["onnx_parity_ok"]
+        assert metrics["onnx_max_abs_diff"] <= 1e-4 * max(1.0, metrics["onnx_max_abs_logit"])
         assert metrics["host_cpu_latency_ms_measured"] > 0 and "host_cpu_latency_ms_predicted" in metrics
         for choice in info["chosen_for"]:
             assert choice["predicted"]["latency_ms"] <= choice["budget_ms"]
