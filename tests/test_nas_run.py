@@ -37,8 +37,8 @@ def write_config(directory: Path, name: str) -> Path:
     return path
 
 
-def front(run_dir: Path, target: str) -> list[dict]:
-    with (run_dir / "search" / target / "pareto.csv").open() as f:
+def rows(run_dir: Path, target: str, name: str = "pareto.csv") -> list[dict]:
+    with (run_dir / "search" / target / name).open() as f:
         return list(csv.DictReader(f))
 
 
@@ -115,8 +115,12 @@ def test_killed_during_training_and_search_resumes_to_the_same_front(finished, w
     kill_when(nas("run", str(config), "--resume", cwd=workdir),
               lambda: history.is_file() and len(history.read_text().splitlines()) > 1)
     finish(nas("run", str(config), "--resume", "--stop-after", "search", cwd=workdir))
-    for target in TARGETS:
-        assert front(run, target) == front(reference, target)
+    # pixel-7's model is deterministic: its whole front must be the uninterrupted run's
+    assert rows(run, TARGETS[1]) == rows(reference, TARGETS[1])
+    # each run measures its own host-cpu table, so there only the (shared, cached) accuracies must agree
+    accuracy = {r["arch"]: r["accuracy"] for r in rows(reference, TARGETS[0], "history.csv")}
+    resumed = rows(run, TARGETS[0], "history.csv")
+    assert resumed and all(accuracy.get(r["arch"], r["accuracy"]) == r["accuracy"] for r in resumed)
 
 
 def test_rerun_without_resume_refuses_and_keeps_files(finished, workdir):
