@@ -3,11 +3,11 @@ shipped in `latency_models/devices/` and added by users from `$HWNAS_DEVICES_DIR
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latency_models.json_files import read_json
 from search_spaces.errors import UserInputError
 
 SCHEMA_VERSION = 1
@@ -126,12 +126,7 @@ def parse_device(data: dict, where: str) -> Device:
 
 def load_device_file(path) -> Device:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserInputError(f"device file {path} does not exist") from None
-    except json.JSONDecodeError as e:
-        raise UserInputError(f"device file {path} is not valid JSON: {e}") from None
+    data = read_json(path, "device file")
     device = parse_device(data, str(path))
     if device.name != path.stem:
         raise UserInputError(f"device file {path}: key 'name' is {device.name!r} but the file is named "

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from latency_models.layers import space_layers
+from latency_models.json_files import read_json
 from search_spaces.errors import UserInputError
 
 SCHEMA = "hwnas-lut"
@@ -52,12 +53,7 @@ class LookupTable:
     @classmethod
     def load(cls, path) -> "LookupTable":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserInputError(f"lookup table {path} does not exist") from None
-        except json.JSONDecodeError as e:
-            raise UserInputError(f"lookup table {path} is not valid JSON: {e}") from None
+        data = read_json(path, "lookup table")
         return cls.from_dict(data, str(path))
 
     @classmethod

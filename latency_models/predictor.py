@@ -13,6 +13,7 @@ import numpy as np
 
 from latency_models.predictor_features import KernelTerm, default_kernels, feature_groups, reference_layer_values
 from search_spaces import get_space
+from latency_models.json_files import read_json
 from search_spaces.errors import UserInputError
 from search_spaces.space import Space
 
@@ -275,12 +276,7 @@ class CalibratedPredictor:
     @classmethod
     def load(cls, path) -> "CalibratedPredictor":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserInputError(f"predictor file {str(path)!r} does not exist (make one with `nas latency fit`)")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserInputError(f"predictor file {str(path)!r} is not valid JSON: {e}") from None
+        data = read_json(path, "predictor file", " (make one with `nas latency fit`)")
         if not isinstance(data, dict) or data.get("kind") != "calibrated_predictor":
             raise UserInputError(f"{str(path)!r} is not a calibrated predictor file (made by `nas latency fit`)")
         if data.get("schema_version") != SCHEMA_VERSION:

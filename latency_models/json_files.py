@@ -1,0 +1,19 @@
+"""Reading the JSON files latency_models keeps (devices, tables, predictors) with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from search_spaces.errors import UserInputError
+
+
+def read_json(path, what: str, hint: str = ""):
+    """The parsed contents of `path`; a missing or malformed file is a UserInputError naming `what` and the path."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"{what} {path} does not exist{hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserInputError(f"{what} {path} is not valid JSON: {e}") from None
