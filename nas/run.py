@@ -201,7 +201,7 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
 
     from latency_models import build_cost_model
     from nas.export import export_subnet
-    from nas.train import load_data, load_trained_supernet, resized_images
+    from nas.train import bn_calibration_batches, load_data, load_trained_supernet
     from supernets.bn_calibration import calibrate_bn
     from supernets.extract import extract
 
@@ -224,9 +224,8 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
             results[subnet_id] = json.loads((out / "metrics.json").read_text())
             continue
         resolution = space.resolutions[int(arch[0])]
-        stream = data.batches("train", config.train.batch_size, seed=config.seed + 1, augment=False)
-        batches = [resized_images(stream.batch(0, i).images, resolution)
-                   for i in range(min(config.train.bn_calibration_batches, stream.num_batches))]
+        batches = bn_calibration_batches(data, resolution, batch_size=config.train.batch_size,
+                                         count=config.train.bn_calibration_batches, seed=config.seed)
         saved = nnx.clone(nnx.state(model))
         calibrate_bn(model, jnp.asarray(arch), batches)
         static = extract(model, jnp.asarray(arch))

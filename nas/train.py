@@ -148,15 +148,19 @@ def accuracy(model, data, arch, resolution: int, batch_size: int, split: str = "
     return correct / total
 
 
+def bn_calibration_batches(data, resolution: int, *, batch_size: int, count: int, seed: int) -> list:
+    """The first `count` un-augmented training batches (order from `seed + 1`) at `resolution`, for BN calibration."""
+    stream = data.batches("train", batch_size, seed=seed + 1, augment=False)
+    return [resized_images(stream.batch(0, i).images, resolution) for i in range(min(count, stream.num_batches))]
+
+
 def evaluate_subnet(model, data, space, arch, *, batch_size: int, calibration_batches: int, seed: int,
                     split: str = "val") -> float:
     """Accuracy of `arch` with inherited weights after BN calibration; the model's state is left unchanged."""
     from supernets.bn_calibration import calibrate_bn
 
     resolution = space.resolutions[int(arch[0])]
-    stream = data.batches("train", batch_size, seed=seed + 1, augment=False)
-    batches = [resized_images(stream.batch(0, i).images, resolution)
-               for i in range(min(calibration_batches, stream.num_batches))]
+    batches = bn_calibration_batches(data, resolution, batch_size=batch_size, count=calibration_batches, seed=seed)
     saved = nnx.clone(nnx.state(model))
     calibrate_bn(model, jnp.asarray(arch), batches)
     result = accuracy(model, data, arch, resolution, batch_size, split)
