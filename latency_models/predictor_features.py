@@ -18,7 +18,7 @@ def _one_hot(values: np.ndarray, num: int, mask: np.ndarray | None = None) -> np
     out = (values[:, :, None] == np.arange(num)).astype(np.float64)
     if mask is not None:
         out *= mask[:, :, None]
-    return out.reshape(values.shape[0], -1)
+    return out.reshape(values.shape[0], values.shape[1] * num)
 
 
 def nb201_groups(space: Space, archs: np.ndarray) -> FeatureGroups:

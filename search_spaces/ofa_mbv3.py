@@ -69,7 +69,7 @@ class OFAMobileNetV3Space(Space):
 
     def active(self, archs) -> np.ndarray:
         archs = self._as_batch(archs)
-        blocks = self.block_active(archs).reshape(archs.shape[0], -1)
+        blocks = self.block_active(archs).reshape(archs.shape[0], NUM_STAGES * MAX_DEPTH)
         head = np.ones((archs.shape[0], KERNEL.start), dtype=bool)
         return np.concatenate([head, blocks, blocks], axis=1)
 
@@ -77,7 +77,7 @@ class OFAMobileNetV3Space(Space):
         """Kernel and expand choices of blocks beyond their stage's depth set to index 0."""
         archs = self._as_batch(archs)
         out = archs.astype(self.dtype, copy=True)
-        blocks = self.block_active(archs).reshape(archs.shape[0], -1).astype(self.dtype)
+        blocks = self.block_active(archs).reshape(archs.shape[0], NUM_STAGES * MAX_DEPTH).astype(self.dtype)
         out[:, KERNEL] *= blocks
         out[:, EXPAND] *= blocks
         return out

@@ -128,7 +128,9 @@ class Space:
         u = as_rng(rng).random(archs.shape, dtype=np.float32)
         sizes = self._sizes_small
         flip = (u < np.float32(prob)) & (sizes > 1)
-        offset = np.minimum((u * np.float32(1 / prob) * (self._sizes_f32 - 1)).astype(self.dtype) + 1, sizes - 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # entries that do not flip may overflow; masked below
+            scaled = (u * np.float32(min(1 / prob, 1e30)) * (self._sizes_f32 - 1)).astype(self.dtype)
+        offset = np.minimum(scaled + 1, sizes - 1)
         shifted = archs.astype(self.dtype) + offset * flip.astype(self.dtype)
         return np.where(shifted >= sizes, shifted - sizes, shifted)
 

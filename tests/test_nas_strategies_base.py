@@ -80,6 +80,14 @@ def test_state_dict_round_trips_through_json_and_resumes_exactly():
             strategy.tell(a, {"accuracy": accuracy(a), **cheap(a)})
 
 
+def test_state_saved_before_anything_was_asked_resumes():
+    space, _, cheap = ofa_problem()
+    make = lambda: get_strategy("evolution")(space, ACC, cheap_metrics=cheap, seed=5, population_size=6)
+    first, second = make(), make()
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    np.testing.assert_array_equal(first.ask(6), second.ask(6))
+
+
 def test_missing_metrics_count_as_infeasible():
     space, evaluate = nb201_problem()
     strategy = get_strategy("random")(space, ACC, constraints=[Constraint("latency_ms", 5.0)])

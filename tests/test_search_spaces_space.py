@@ -56,6 +56,16 @@ def test_canonical_is_idempotent_and_hash_matches_it(name, seed):
     assert (space.features(archs) == space.features(canon)).all()
 
 
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_empty_batches_give_empty_results(name):
+    space = SPACES[name]
+    empty = np.zeros((0, space.num_decisions), dtype=space.dtype)
+    assert space.canonical(empty).shape == (0, space.num_decisions)
+    assert space.hash(empty).shape == (0,)
+    assert space.active(empty).shape == (0, space.num_decisions)
+    assert len(space.features(empty)) == 0
+
+
 def test_mutate_is_deterministic_in_its_seed():
     space = SPACES["ofa_mbv3"]
     a = space.sample(100, 0)
