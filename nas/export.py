@@ -34,6 +34,11 @@ def restore_params(model: nnx.Module, directory: Path) -> nnx.Module:
     return model
 
 
+@nnx.jit
+def _logits(model: nnx.Module, images):
+    return model(images, train=False)
+
+
 def export_onnx(model: nnx.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
     """Writes `model` (inference mode, NHWC input with a dynamic batch) as ONNX through jax2onnx."""
     from jax2onnx import to_onnx
@@ -48,7 +53,7 @@ def onnx_parity(model: nnx.Module, path: Path, images: np.ndarray) -> tuple[floa
     from latency_models.profiler import TimingConfig, make_session
 
     session = make_session(path.read_bytes(), TimingConfig())
-    ours = np.asarray(model(jnp.asarray(images), train=False))
+    ours = np.asarray(_logits(model, jnp.asarray(images)))
     theirs = session.run(None, {session.get_inputs()[0].name: np.asarray(images, np.float32)})[0]
     return float(np.max(np.abs(ours - theirs))), float(np.max(np.abs(ours)))
 
@@ -64,11 +69,10 @@ def measure_onnx_latency(path: Path, *, warmup: int = 10, repeats: int = 50) -> 
 
 
 def accuracy(model: nnx.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
-    forward = nnx.jit(lambda m, x: jnp.argmax(m(x, train=False), axis=-1))
     correct = 0
     for start in range(0, len(images), batch_size):
-        correct += int(np.sum(np.asarray(forward(model, jnp.asarray(images[start:start + batch_size])))
-                              == labels[start:start + batch_size]))
+        logits = _logits(model, jnp.asarray(images[start:start + batch_size]))
+        correct += int(np.sum(np.argmax(np.asarray(logits), axis=-1) == labels[start:start + batch_size]))
     return correct / max(len(images), 1)
 
 
@@ -124,5 +128,5 @@ def load_subnet(path: str | Path) -> LoadedSubnet:
     if not arch_file.is_file() or not (path / "params").is_dir():
         raise UserInputError(f"{path} is not an exported subnet: expected arch.json and params/ inside it")
     info = json.loads(arch_file.read_text())
-    model = StaticMobileNetV3.from_config(info["network"], rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: StaticMobileNetV3.from_config(info["network"], rngs=nnx.Rngs(0)))
     return LoadedSubnet(restore_params(model, path / "params"), info)

@@ -292,7 +292,7 @@ def load_trained_supernet(run_dir: str | Path):
     space = config.build_space()
     checkpoints = Checkpoints(run.checkpoints, kind=CHECKPOINT_KIND, trees=CHECKPOINT_TREES, create=False)
     meta = checkpoints.restore_meta()
-    model = create_model(config, space, meta["num_classes"], meta["in_channels"])
+    model = nnx.eval_shape(lambda: create_model(config, space, meta["num_classes"], meta["in_channels"]))
     trees, meta = checkpoints.restore({"model": nnx.to_pure_dict(nnx.state(model))}, names=("model",))
     _load_trees(trees, model=model)
     checkpoints.close()

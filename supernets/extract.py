@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -38,47 +40,66 @@ def subnet_config(model, arch) -> dict:
             "classifier": {"name": "Classifier", "in_features": model.feature_dim, "out_features": model.num_classes}}
 
 
+def _set(variable: nnx.Variable, value) -> None:
+    variable.set_value(jnp.asarray(np.reshape(value, variable.get_value().shape), jnp.float32))
+
+
 def _set_bn(bn: nnx.BatchNorm, arrays: dict, c: int):
-    bn.scale[...], bn.bias[...] = arrays["scale"][:c], arrays["bias"][:c]
-    bn.mean[...], bn.var[...] = arrays["mean"][:c], arrays["var"][:c]
+    for name in ("scale", "bias", "mean", "var"):
+        _set(getattr(bn, name), arrays[name][:c])
 
 
 def _set_conv(layer, kernel, bn_arrays=None):
-    layer.conv.kernel[...] = kernel.reshape(layer.conv.kernel[...].shape)
+    _set(layer.conv.kernel, kernel)
     if bn_arrays is not None:
         _set_bn(layer.bn, bn_arrays, layer.out_channels)
 
 
+def _host(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
 def _copy_block(static_block, block, expand_index: int, kernel: int):
-    p = block.arrays()
+    p = _host(block.arrays())
     w = block.sliced_weights(p, expand_index, kernel)
     _set_conv(static_block.expand, w["expand_kernel"], p["expand_bn"])
-    _set_conv(static_block.depthwise, w["depthwise_kernel"][:, :, None, :], p["depthwise_bn"])
+    _set_conv(static_block.depthwise, w["depthwise_kernel"], p["depthwise_bn"])
     if block.se:
         se = static_block.squeeze_excite
-        se.reduce.kernel[...], se.reduce.bias[...] = w["se_reduce_kernel"], w["se_reduce_bias"]
-        se.expand.kernel[...], se.expand.bias[...] = w["se_expand_kernel"], w["se_expand_bias"]
+        _set(se.reduce.kernel, w["se_reduce_kernel"])
+        _set(se.reduce.bias, w["se_reduce_bias"])
+        _set(se.expand.kernel, w["se_expand_kernel"])
+        _set(se.expand.bias, w["se_expand_bias"])
     _set_conv(static_block.project, w["project_kernel"], p["project_bn"])
 
 
-def extract(model, arch, *, rngs: nnx.Rngs | None = None) -> StaticMobileNetV3:
+def extract(model, arch) -> StaticMobileNetV3:
     """Standalone StaticMobileNetV3 for subnet `arch`: weights sliced (kernel transforms applied, BN statistics
-    as the supernet holds them, so calibrate first). Its eval output equals `model(x, arch, train=False)`."""
+    as the supernet holds them, so calibrate first). Its eval output equals `model(x, arch, train=False)`.
+
+    The network is built abstractly (no initialisation) and every variable is then set from the supernet, on the
+    host with NumPy, so extraction costs no compilation."""
     arch = np.asarray(arch, dtype=np.int64).reshape(-1)
-    net = StaticMobileNetV3(subnet_config(model, arch), rngs=rngs or nnx.Rngs(0))
-    _set_conv(net.first_conv, model.first_conv_kernel[...], model.first_conv_bn.arrays())
+    config = subnet_config(model, arch)
+    net = nnx.eval_shape(lambda: StaticMobileNetV3(config, rngs=nnx.Rngs(0)))
+    _set_conv(net.first_conv, _host(model.first_conv_kernel[...]), _host(model.first_conv_bn.arrays()))
     first_block = net.blocks[0]
-    _set_conv(first_block.depthwise, model.first_block_depthwise[...][:, :, None, :],
-              model.first_block_depthwise_bn.arrays())
-    _set_conv(first_block.project, model.first_block_project[...], model.first_block_project_bn.arrays())
+    _set_conv(first_block.depthwise, _host(model.first_block_depthwise[...]),
+              _host(model.first_block_depthwise_bn.arrays()))
+    _set_conv(first_block.project, _host(model.first_block_project[...]), _host(model.first_block_project_bn.arrays()))
     depth = np.asarray(DEPTH_CHOICES)[arch[DEPTH]]
     static_blocks = iter(net.blocks[1:])
     for i, (block, info) in enumerate(zip(model.blocks, model.layout)):
         if info["index"] < depth[info["stage"]]:
             _copy_block(next(static_blocks), block, int(arch[EXPAND.start + i]),
                         int(KERNEL_CHOICES[arch[KERNEL.start + i]]))
-    _set_conv(net.final_expand, model.final_expand_kernel[...], model.final_expand_bn.arrays())
-    _set_conv(net.feature_mix, model.feature_mix_kernel[...])
-    net.classifier.linear.kernel[...] = model.classifier_kernel[...]
-    net.classifier.linear.bias[...] = model.classifier_bias[...]
+    _set_conv(net.final_expand, _host(model.final_expand_kernel[...]), _host(model.final_expand_bn.arrays()))
+    _set_conv(net.feature_mix, _host(model.feature_mix_kernel[...]))
+    _set(net.classifier.linear.kernel, _host(model.classifier_kernel[...]))
+    _set(net.classifier.linear.bias, _host(model.classifier_bias[...]))
+    unset = [jax.tree_util.keystr(path) for path, leaf in
+             jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(net)))
+             if isinstance(leaf, jax.ShapeDtypeStruct)]
+    if unset:
+        raise AssertionError(f"extract: variables left unset: {unset}")
     return net

@@ -12,7 +12,7 @@ def centre_crop(kernel, size: int):
 
 
 def active_kernel(kernel, size: int, transforms: dict):
-    """The (size, size, C) kernel OFA derives from the (7, 7, C) `kernel`.
+    """The (size, size, C) kernel OFA derives from the (7, 7, C) `kernel` (NumPy or JAX arrays alike).
 
     Going down the sizes 7 -> 5 -> 3, each step crops the centre of the current kernel and maps its size*size
     taps per channel by the layer's matrix `transforms[size]` (size^2, size^2): tap vector <- matrix @ taps, as
@@ -27,7 +27,7 @@ def active_kernel(kernel, size: int, transforms: dict):
             break
         crop = centre_crop(current, target)
         flat = crop.reshape(target * target, crop.shape[2])
-        current = jnp.dot(transforms[target], flat).reshape(target, target, crop.shape[2])
+        current = (transforms[target] @ flat).reshape(target, target, crop.shape[2])
     return current
 
 

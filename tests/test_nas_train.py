@@ -112,10 +112,10 @@ def params_of(run_dir):
     return nnx.to_pure_dict(nnx.state(model))
 
 
-def nas_train(config_file, cache_dir, *extra, wait=True):
-    """`nas train` in a subprocess; compiled executables are shared through a persistent cache directory."""
-    env = dict(os.environ, JAX_LOG_COMPILES="1", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+def nas_train(config_file, *extra, wait=True):
+    """`nas train` in a subprocess, sharing the test session's persistent compilation cache (JAX logs every
+    compilation to stderr, cache hits included)."""
+    env = dict(os.environ, JAX_LOG_COMPILES="1")
     command = [sys.executable, "-m", "nas.cli", "train", str(config_file), "--no-progress", *extra]
     if wait:
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -127,7 +127,7 @@ def tiny_run(tmp_path_factory):
     """One uninterrupted `nas train` of the tiny config (JAX logs every compilation to stderr)."""
     tmp_path = tmp_path_factory.mktemp("tiny")
     config_file = tiny_config_file(tmp_path)
-    done = nas_train(config_file, tmp_path / "jax_cache")
+    done = nas_train(config_file)
     assert done.returncode == 0, done.stderr[-3000:]
     config = load_config(config_file)
     rows = MetricsLog(RunDir.of(config).metrics, train.METRIC_FIELDS).rows()
@@ -209,14 +209,14 @@ def test_sigkill_mid_phase_then_resume_ends_with_the_uninterrupted_parameters(ti
     total = max(int(r["step"]) for r in rows)
     config_file = tiny_config_file(tmp_path)
     run = RunDir.of(load_config(config_file))
-    process = nas_train(config_file, source_dir / "jax_cache", wait=False)
+    process = nas_train(config_file, wait=False)
     kill_after = total - 3  # a checkpoint inside the last phase (checkpoints every 3 steps, phases of 4)
     while process.poll() is None and not any(int(p.name) >= kill_after for p in _steps(run.checkpoints)):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert max(int(p.name) for p in _steps(run.checkpoints)) < total
-    resumed = nas_train(config_file, source_dir / "jax_cache", "--resume")
+    resumed = nas_train(config_file, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = params_of(RunDir.of(config).root), params_of(run.root)
     assert jax.tree.all(jax.tree.map(np.array_equal, got, expected))
