@@ -1,6 +1,7 @@
 """An ensemble-MLP metric predictor on space features (JAX/Optax): bootstrap ensembles for uncertainty, each
 member a ridge regression plus an MLP on what it leaves, full-batch training vmapped over members, padded to
-power-of-two sizes so a growing data set never retraces, and FBNetV3-style pre-training on a free proxy."""
+power-of-two sizes so a growing data set never retraces, FBNetV3-style pre-training on a free proxy, and
+optionally Gaussian-copula targets (robust to heavy tails such as diverged trainings)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy.special import ndtri
+from scipy.stats import rankdata
 
 from search_spaces.errors import UserInputError
 
@@ -79,6 +82,29 @@ def _predict_numpy(params: dict, x: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+class NormalScores:
+    """The Gaussian-copula transform of one target: values to the normal quantiles of their ranks, and back by
+    the empirical quantile function, linear beyond the observed range (with the slope of the outermost standard
+    deviation of scores), so a prediction better than every observation stays better."""
+
+    def __init__(self, values: np.ndarray):
+        values = np.asarray(values, dtype=np.float64)
+        self.scores_of_values = ndtri((rankdata(values) - 0.5) / len(values))
+        self.scores, first = np.unique(self.scores_of_values, return_index=True)
+        self.values = values[first]
+        low, high = self.scores[0], self.scores[-1]
+        self.low_slope = (np.interp(low + 1.0, self.scores, self.values) - self.values[0]) / max(
+            min(1.0, high - low), 1e-12)
+        self.high_slope = (self.values[-1] - np.interp(high - 1.0, self.scores, self.values)) / max(
+            min(1.0, high - low), 1e-12)
+
+    def inverse(self, scores: np.ndarray) -> np.ndarray:
+        inside = np.interp(scores, self.scores, self.values)
+        below = self.values[0] + self.low_slope * np.minimum(scores - self.scores[0], 0.0)
+        above = self.values[-1] + self.high_slope * np.maximum(scores - self.scores[-1], 0.0)
+        return np.where(scores < self.scores[0], below, np.where(scores > self.scores[-1], above, inside))
+
+
 _RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
@@ -128,13 +154,22 @@ def _ridge_start(params: dict, x: np.ndarray, y: np.ndarray, weights: np.ndarray
 
 
 class EnsemblePredictor:
-    """Predicts K metrics from (N, F) features: mean and ensemble standard deviation, in the targets' units."""
+    """Predicts K metrics from (N, F) features: mean and ensemble standard deviation, in the targets' units.
+
+    `targets="standardize"` learns each target shifted and scaled; `targets="copula"` learns the normal scores
+    of its ranks (each member's prediction mapped back through the empirical quantile function), so a few
+    outliers (e.g. architectures whose training diverged) do not dominate the squared error of the rest."""
 
     def __init__(self, num_features: int, num_outputs: int = 1, *, members: int = 8, hidden=(64, 64),
-                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0):
+                 steps: int = 300, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
+                 targets: str = "standardize"):
         if members < 1 or steps < 1 or num_features < 1 or num_outputs < 1:
             raise UserInputError(f"accuracy predictor: members, steps, features and outputs must be >= 1, got "
                                  f"members={members}, steps={steps}, features={num_features}, outputs={num_outputs}")
+        if targets not in ("standardize", "copula"):
+            raise UserInputError(f"accuracy predictor: targets={targets!r} is not 'standardize' or 'copula'")
+        self.targets = targets
+        self._copulas: list[NormalScores] | None = None
         self.sizes = (int(num_features), *map(int, hidden), int(num_outputs))
         self.members, self.steps = int(members), int(steps)
         self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
@@ -182,11 +217,19 @@ class EnsemblePredictor:
         valid = np.isfinite(y)
         if not valid.any(0).all():
             raise UserInputError("accuracy predictor: every output needs at least one finite target to fit")
+        seed = self.seed if seed is None else seed
+        if self.targets == "copula":
+            self._copulas = [NormalScores(y[valid[:, k], k]) for k in range(y.shape[1])]
+            scores = np.zeros_like(y)
+            for k, copula in enumerate(self._copulas):
+                scores[valid[:, k], k] = copula.scores_of_values
+            self._shift, self._scale = np.zeros(y.shape[1]), np.ones(y.shape[1])
+            self.params = self._fit_standardized(x, scores, valid, seed)
+            return self
         self._shift = np.array([y[valid[:, k], k].mean() for k in range(y.shape[1])])
         spread = np.array([y[valid[:, k], k].std() for k in range(y.shape[1])])
         self._scale = np.where(spread > 0, spread, 1.0)
-        self.params = self._fit_standardized(x, (y - self._shift) / self._scale, valid,
-                                             self.seed if seed is None else seed)
+        self.params = self._fit_standardized(x, (y - self._shift) / self._scale, valid, seed)
         return self
 
     def pretrain(self, features, proxy, *, seed: int | None = None) -> "EnsemblePredictor":
@@ -219,6 +262,8 @@ class EnsemblePredictor:
         out = [_predict_numpy(self.params, x[start:start + _PREDICT_CHUNK])
                for start in range(0, len(x), _PREDICT_CHUNK)]
         raw = np.concatenate(out, axis=1) if out else np.zeros((self.members, 0, self.num_outputs))
+        if self._copulas is not None:
+            return np.stack([c.inverse(raw[..., k].astype(np.float64)) for k, c in enumerate(self._copulas)], -1)
         return raw * self._scale + self._shift
 
     def predict(self, features) -> tuple[np.ndarray, np.ndarray]:

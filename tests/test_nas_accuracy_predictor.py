@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-from nas.accuracy_predictor import TRACES, EnsemblePredictor, padded_size
+from nas.accuracy_predictor import TRACES, EnsemblePredictor, NormalScores, padded_size
 from search_spaces.errors import UserInputError
 
 SMALL = dict(members=3, hidden=(16,), steps=200, learning_rate=1e-2)
@@ -77,3 +77,30 @@ def test_bad_shapes_and_order_are_user_errors():
         model.fit(x[:, :5], y)
     with pytest.raises(UserInputError, match="finite"):
         model.fit(x, np.full((10, 2), np.nan))
+
+
+def test_normal_scores_round_trip_and_extrapolate_beyond_the_observed_range():
+    values = np.array([3.0, 1.0, 2.0, 2.0, 10.0, 4.0])
+    copula = NormalScores(values)
+    np.testing.assert_allclose(copula.inverse(copula.scores_of_values), values)
+    scores = np.linspace(-5, 5, 101)
+    back = copula.inverse(scores)
+    assert (np.diff(back) >= 0).all()
+    assert back[-1] > 10.0 and back[0] < 1.0
+
+
+def test_copula_targets_rank_the_rest_well_despite_diverged_outliers():
+    x, y = _data(400, seed=5)
+    accuracy = y[:, :1].copy()
+    diverged = np.random.default_rng(1).random(400) < 0.15
+    accuracy[diverged] = accuracy.min() - 50.0
+    train, test = slice(0, 80), slice(80, None)
+    taus = {}
+    for targets in ("standardize", "copula"):
+        model = EnsemblePredictor(12, 1, **SMALL, targets=targets).fit(x[train], accuracy[train])
+        mean = model.predict(x[test])[0][:, 0]
+        fine = ~diverged[test]
+        taus[targets] = kendalltau(mean[fine], accuracy[test][fine, 0])[0]
+    assert taus["copula"] > taus["standardize"] + 0.2
+    with pytest.raises(UserInputError, match="copula"):
+        EnsemblePredictor(12, 1, targets="ranks")

@@ -18,7 +18,9 @@ class PredictorGuided(Strategy):
 
     1. fits an ensemble predictor of every expensive objective and constrained metric on the told history,
        from the space's features plus (`cheap_inputs`) the log of every cheap metric, pre-trained on the log
-       of a free proxy (FLOPs/MACs/params from `cheap_metrics`) when one is given;
+       of a free proxy (FLOPs/MACs/params from `cheap_metrics`) when one is given; with `targets="copula"` it
+       learns the normal scores of the targets' ranks, so diverged or degenerate architectures (accuracy near
+       chance) do not dominate the fit of the good ones;
     2. builds a candidate pool: every unseen canonical architecture of a small space, otherwise random
        architectures plus `pool_generations` rounds of mutation and crossover of the predicted front;
     3. scores candidates optimistically (mean + `optimism` * std towards better, cheap metrics exact) and picks
@@ -32,7 +34,8 @@ class PredictorGuided(Strategy):
     name = "predictor"
     defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
                 "optimism": 0.5, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
-                "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True}
+                "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True,
+                "targets": "copula"}
 
     def __init__(self, space, objectives, **kwargs):
         super().__init__(space, objectives, **kwargs)
@@ -68,7 +71,7 @@ class PredictorGuided(Strategy):
         model = EnsemblePredictor(self.inputs(self.space.smallest()[None]).shape[1], len(self.modelled),
                                   members=self.options["members"], hidden=tuple(self.options["hidden"]),
                                   steps=self.options["steps"], learning_rate=self.options["learning_rate"],
-                                  seed=self.seed)
+                                  seed=self.seed, targets=self.options["targets"])
         if self.proxy is not None and self._pretrained is None:
             archs = self.space.sample(self.options["pretrain_samples"], self.seed + 1)
             proxy = self.cheap(archs)[self.proxy]
