@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nas.strategies import Constraint, Objective, get_strategy, list_strategies
+from nas.strategies.base import in_sorted, insert_sorted
 from search_spaces.errors import UserInputError
 from strategy_problems import nb201_problem, ofa_problem, tiny_space
 
@@ -98,3 +99,12 @@ def test_missing_metrics_count_as_infeasible():
     feasible = strategy.told_feasible()
     assert not feasible[0]
     np.testing.assert_array_equal(feasible[1:], metrics["latency_ms"][1:] <= 5.0)
+
+
+def test_sorted_key_helpers_find_members_and_merge_in_order():
+    keys = np.array([3, 9, 20], dtype=np.uint64)
+    probe = np.array([9, 4, 20, 0, 21], dtype=np.uint64)
+    np.testing.assert_array_equal(in_sorted(keys, probe), [True, False, True, False, False])
+    assert not in_sorted(keys[:0], probe).any()
+    merged = insert_sorted(keys, np.array([21, 0, 4], dtype=np.uint64))
+    np.testing.assert_array_equal(merged, [0, 3, 4, 9, 20, 21])

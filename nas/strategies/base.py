@@ -66,6 +66,20 @@ def _from_json_list(values: list) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """(N,) bool: each key occurs in the ascending array `sorted_keys` (binary search, no re-sorting)."""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def insert_sorted(sorted_keys: np.ndarray, new_keys: np.ndarray) -> np.ndarray:
+    """`sorted_keys` with distinct `new_keys` (none of them present yet) merged in, still ascending."""
+    new_keys = np.sort(new_keys)
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new_keys), new_keys)
+
+
 def _grown(buffer: np.ndarray, capacity: int, fill) -> np.ndarray:
     out = np.full((capacity,) + buffer.shape[1:], fill, dtype=buffer.dtype)
     out[: len(buffer)] = buffer
@@ -225,12 +239,10 @@ class Strategy:
     def _remember(self, keys: np.ndarray) -> None:
         """Inserts hashes into the sorted array of seen ones."""
         new = np.unique(keys)
-        new = new[~self._known(new)]
-        self._seen_keys = np.insert(self._seen_keys, np.searchsorted(self._seen_keys, new), new)
+        self._seen_keys = insert_sorted(self._seen_keys, new[~self._known(new)])
 
     def _known(self, keys: np.ndarray) -> np.ndarray:
-        at = np.minimum(np.searchsorted(self._seen_keys, keys), max(len(self._seen_keys) - 1, 0))
-        return self._seen_keys[at] == keys if len(self._seen_keys) else np.zeros(len(keys), dtype=bool)
+        return in_sorted(self._seen_keys, keys)
 
     def seen(self, archs: np.ndarray) -> np.ndarray:
         """(N,) bool: already asked or told."""

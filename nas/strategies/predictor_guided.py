@@ -7,7 +7,7 @@ import numpy as np
 
 from nas.accuracy_predictor import EnsemblePredictor
 from nas.pareto import hypervolume_improvement, pareto_mask
-from nas.strategies.base import Strategy
+from nas.strategies.base import Strategy, in_sorted, insert_sorted
 from search_spaces.errors import UserInputError
 
 _PROXIES = ("flops", "macs", "params")
@@ -94,13 +94,14 @@ class PredictorGuided(Strategy):
                 scaling[name] = (float(logs.mean()), float(logs.std()) or 1.0)
         return scaling
 
-    def inputs(self, archs: np.ndarray) -> np.ndarray:
+    def inputs(self, archs: np.ndarray, cheap: dict | None = None) -> np.ndarray:
         """Predictor inputs: the space's features, plus the standardized log of every positive cheap metric
-        (FLOPs, params, a latency model's estimate) when `cheap_inputs`."""
+        (FLOPs, params, a latency model's estimate) when `cheap_inputs`; `cheap` passes metrics already
+        computed for `archs`."""
         features = self.space.features(archs)
         if not self._scaling:
             return features
-        cheap = self.cheap(archs)
+        cheap = self.cheap(archs) if cheap is None else cheap
         extra = [(np.log(np.maximum(cheap[n], 1e-12)) - mu) / sd for n, (mu, sd) in self._scaling.items()]
         return np.hstack([features, np.stack(extra, axis=1)]).astype(np.float32)
 
@@ -118,6 +119,7 @@ class PredictorGuided(Strategy):
             return (pool, *self.optimistic(pool, model))
         size = self.options["pool_size"]
         pool = self._unseen(self.sample_feasible(size // 2), size)
+        pool_keys = np.sort(self.space.hash(pool))
         values, ok = self.optimistic(pool, model)
         parents = self.archs[pareto_mask(self._observed()) & self.told_feasible()]
         for _ in range(self.options["pool_generations"]):
@@ -128,11 +130,12 @@ class PredictorGuided(Strategy):
                                                        parents[self.rng.integers(0, len(parents), size // 4)],
                                                        self.rng)])
             children = self._unseen(self.feasible_part(children, 0), size)
+            child_keys = self.space.hash(children)
+            new = ~in_sorted(pool_keys, child_keys)
+            children, pool_keys = children[new], insert_sorted(pool_keys, child_keys[new])
             child_values, child_ok = self.optimistic(children, model)
             pool, values, ok = np.vstack([pool, children]), np.vstack([values, child_values]), np.concatenate(
                 [ok, child_ok])
-            keep = self._distinct(pool)
-            pool, values, ok = pool[keep], values[keep], ok[keep]
         return pool, values, ok
 
     # ---------------------------------------------------------- acquisition
@@ -141,7 +144,7 @@ class PredictorGuided(Strategy):
         self.candidates_screened += len(archs)
         cheap = self.cheap(archs)
         if model is not None:
-            mean, std = model.predict(self.inputs(archs))
+            mean, std = model.predict(self.inputs(archs, cheap))
         else:
             mean = std = np.zeros((len(archs), 0))
         k = float(self.options["optimism"])
