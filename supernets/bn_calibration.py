@@ -29,10 +29,11 @@ def calibrate_bn(model, arch, batches) -> int:
     `batches` yields input arrays (N, H, W, C) or (inputs, labels) pairs. Returns the number of batches used.
     """
     arch = jnp.asarray(arch, jnp.int32)
+    dtype = model.first_conv_kernel[...].dtype  # inputs in the parameters' precision
     sums, total, used = None, 0, 0
     for batch in batches:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        x = jnp.asarray(x, jnp.float32)
+        x = jnp.asarray(x, dtype)
         stats = batch_statistics(model, x, arch)
         n = x.shape[0]
         weighted = [(mean * n, var * n, count) for mean, var, count in stats]

@@ -41,7 +41,7 @@ def subnet_config(model, arch) -> dict:
 
 
 def _set(variable: nnx.Variable, value) -> None:
-    variable.set_value(jnp.asarray(np.reshape(value, variable.get_value().shape), jnp.float32))
+    variable.set_value(jnp.asarray(np.reshape(value, variable.get_value().shape)))
 
 
 def _set_bn(bn: nnx.BatchNorm, arrays: dict, c: int):

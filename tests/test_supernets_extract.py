@@ -35,25 +35,34 @@ def _eval(model, x, arch):
     return model(x, arch, train=False)
 
 
-@pytest.mark.xfail(strict=False, reason="known issue #3: on this perturbed model the largest subnet's logits (~450) "
-                   "differ by up to 0.05 (7e-4 relative) between the supernet (shifted-product depthwise conv) and "
-                   "the extracted network (grouped conv); smaller subnets match within 1e-5 x scale")
+def _in_float64(model):
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Variable):
+            node.set_value(jnp.asarray(node.get_value(), jnp.float64))
+    return model
+
+
 def test_extracted_networks_equal_the_calibrated_supernet():
-    space = get_space("ofa_mbv3", resolutions=(RES,))
-    model = _perturbed_model(space)
-    rng = np.random.default_rng(1)
-    batches = [jnp.asarray(rng.standard_normal((16, RES, RES, 3)), jnp.float32) for _ in range(3)]
-    archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
-    for arch in archs:
-        calibrate_bn(model, arch, batches[:2])
-        expected = np.asarray(_eval(model, batches[2], jnp.asarray(arch)))
-        net = extract(model, arch)
-        scale = max(1.0, float(np.abs(expected).max()))
-        np.testing.assert_allclose(np.asarray(net(batches[2])), expected, atol=1e-5 * scale, rtol=0,
-                                   err_msg=f"{space.to_string(arch)}, largest |logit| {scale}")
-        config = json.loads(json.dumps(net.to_config()))
-        assert StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)).to_config() == config
-        assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
+    """Checked in float64, where both formulations agree to rounding: in float32 this perturbed random network
+    amplifies the different summation orders (grouped vs shifted-product depthwise conv) to ~1e-3 relative."""
+    with jax.enable_x64(True):
+        space = get_space("ofa_mbv3", resolutions=(RES,))
+        model = _in_float64(_perturbed_model(space))
+        rng = np.random.default_rng(1)
+        batches = [jnp.asarray(rng.standard_normal((16, RES, RES, 3)), jnp.float64) for _ in range(3)]
+        archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
+        for arch in archs:
+            calibrate_bn(model, arch, batches[:2])
+            expected = np.asarray(_eval(model, batches[2], jnp.asarray(arch)))
+            net = extract(model, arch)
+            got = np.asarray(net(batches[2]))
+            assert got.dtype == np.float64
+            scale = max(1.0, float(np.abs(expected).max()))
+            np.testing.assert_allclose(got, expected, atol=1e-5 * scale, rtol=0,
+                                       err_msg=f"{space.to_string(arch)}, largest |logit| {scale}")
+            config = json.loads(json.dumps(net.to_config()))
+            assert StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)).to_config() == config
+            assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
 
 
 def test_extracted_network_uses_grouped_convolution_not_the_training_op():
