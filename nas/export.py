@@ -40,11 +40,13 @@ def _logits(model: nnx.Module, images):
 
 
 def export_onnx(model: nnx.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
-    """Writes `model` (inference mode, NHWC input with a dynamic batch) as ONNX through jax2onnx."""
+    """Writes `model` (inference mode, NHWC input with a dynamic batch) as one self-contained ONNX file through
+    jax2onnx (weights embedded, never spilled into a `.onnx.data` sidecar)."""
     from jax2onnx import to_onnx
 
     to_onnx(lambda x: model(x, train=False), [("B", *input_shape)], model_name=path.stem,
-            return_mode="file", output_path=str(path), input_names=["images"], output_names=["logits"])
+            return_mode="file", output_path=str(path), input_names=["images"], output_names=["logits"],
+            export_mode="web")
     return path
 
 

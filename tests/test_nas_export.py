@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nas.export import export_subnet, load_subnet
+from nas.export import export_onnx, export_subnet, load_subnet, onnx_parity
 from search_spaces import UserInputError
 from supernets.static import StaticMobileNetV3
 
@@ -72,3 +72,22 @@ def test_export_never_overwrites_and_load_checks_layout(exported, tmp_path):
     assert (out / "model.onnx").read_bytes() == before
     with pytest.raises(UserInputError, match="not an exported subnet"):
         load_subnet(tmp_path)
+
+
+class WideClassifier(nnx.Module):
+    """2.3 MB of weights: above the size at which ONNX writers spill initializers into a sidecar file."""
+
+    def __init__(self):
+        self.linear = nnx.Linear(12 * 12 * 4, 1000, rngs=nnx.Rngs(0))
+
+    def __call__(self, x, train=False):
+        return self.linear(x.reshape(x.shape[0], -1))
+
+
+def test_large_weights_stay_inside_the_one_onnx_file(tmp_path):
+    model = WideClassifier()
+    path = export_onnx(model, (12, 12, 4), tmp_path / "model.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    images = np.random.default_rng(0).standard_normal((3, 12, 12, 4)).astype(np.float32)
+    diff, _ = onnx_parity(model, path, images)
+    assert diff < 1e-4
