@@ -35,6 +35,11 @@ def _eval(model, x, arch):
     return model(x, arch, train=False)
 
 
+@nnx.jit
+def _static_eval(net, x):
+    return net(x)
+
+
 def _in_float64(model):
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Variable):
@@ -45,9 +50,10 @@ def _in_float64(model):
 def test_extracted_networks_equal_the_calibrated_supernet():
     """Checked in float64, where both formulations agree to rounding: in float32 this perturbed random network
     amplifies the different summation orders (grouped vs shifted-product depthwise conv) to ~1e-3 relative."""
+    space = get_space("ofa_mbv3", resolutions=(RES,))
+    model = _perturbed_model(space)
     with jax.enable_x64(True):
-        space = get_space("ofa_mbv3", resolutions=(RES,))
-        model = _in_float64(_perturbed_model(space))
+        model = _in_float64(model)
         rng = np.random.default_rng(1)
         batches = [jnp.asarray(rng.standard_normal((16, RES, RES, 3)), jnp.float64) for _ in range(3)]
         archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
@@ -55,13 +61,14 @@ def test_extracted_networks_equal_the_calibrated_supernet():
             calibrate_bn(model, arch, batches[:2])
             expected = np.asarray(_eval(model, batches[2], jnp.asarray(arch)))
             net = extract(model, arch)
-            got = np.asarray(net(batches[2]))
+            got = np.asarray(_static_eval(net, batches[2]))
             assert got.dtype == np.float64
             scale = max(1.0, float(np.abs(expected).max()))
             np.testing.assert_allclose(got, expected, atol=1e-5 * scale, rtol=0,
                                        err_msg=f"{space.to_string(arch)}, largest |logit| {scale}")
             config = json.loads(json.dumps(net.to_config()))
-            assert StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)).to_config() == config
+            rebuilt = nnx.eval_shape(lambda: StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)))
+            assert rebuilt.to_config() == config
             assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
 
 
