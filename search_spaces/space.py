@@ -14,6 +14,7 @@ from search_spaces.errors import UserInputError
 
 _FNV_OFFSET = np.uint64(14695981039346656037)
 _FNV_PRIME = np.uint64(1099511628211)
+_DRAWS = 1 << 16  # sample and mutate draw 16-bit integers
 _ENUMERATE_LIMIT = 2_000_000
 
 
@@ -46,7 +47,7 @@ class Space:
         self.sizes = np.array([d.size for d in decisions], dtype=np.int64)
         self.dtype = np.int8 if self.sizes.max() <= 64 else np.int32
         self._sizes_small = self.sizes.astype(self.dtype)
-        self._sizes_f32 = self.sizes.astype(np.float32)
+        self._sizes_u32 = self.sizes.astype(np.uint32)
         self._column = {n: i for i, n in enumerate(names)}
         self._numeric = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                             for d in decisions for v in d.values)
@@ -107,9 +108,9 @@ class Space:
 
     # -------------------------------------------------------------- sampling
     def sample(self, n: int, rng=None) -> np.ndarray:
-        """`n` architectures with every decision drawn uniformly."""
-        u = as_rng(rng).random((n, self.num_decisions), dtype=np.float32)
-        return np.minimum((u * self._sizes_f32).astype(self.dtype), self._sizes_small - 1)
+        """`n` architectures with every decision drawn uniformly (to one part in 65,536)."""
+        r = as_rng(rng).integers(0, _DRAWS, (n, self.num_decisions), dtype=np.uint16)
+        return (np.multiply(r, self._sizes_u32, dtype=np.uint32) >> 16).astype(self.dtype)
 
     def smallest(self) -> np.ndarray:
         """The first value of every decision (the smallest network for spaces whose values ascend)."""
@@ -120,17 +121,18 @@ class Space:
         return (self.sizes - 1).astype(self.dtype)
 
     def mutate(self, archs, prob: float, rng=None) -> np.ndarray:
-        """Each decision of each architecture is resampled to a different value with probability `prob`."""
+        """Each decision of each architecture is resampled to a different value with probability `prob` (rounded to a
+        multiple of 1/65,536)."""
         archs = self._as_batch(archs)
-        if prob <= 0:
+        threshold = min(round(prob * _DRAWS), _DRAWS)
+        if threshold <= 0:
             return archs.astype(self.dtype, copy=True)
-        # one uniform draw per entry: below `prob` it flips, and u / prob (uniform again) picks the new value
-        u = as_rng(rng).random(archs.shape, dtype=np.float32)
+        # one 16-bit draw per entry: below `threshold` it flips, and draw / threshold (uniform again) picks the
+        # new value among the other sizes - 1
+        r = as_rng(rng).integers(0, _DRAWS, archs.shape, dtype=np.uint16)
         sizes = self._sizes_small
-        flip = (u < np.float32(prob)) & (sizes > 1)
-        with np.errstate(over="ignore", invalid="ignore"):  # entries that do not flip may overflow; masked below
-            scaled = (u * np.float32(min(1 / prob, 1e30)) * (self._sizes_f32 - 1)).astype(self.dtype)
-        offset = np.minimum(scaled + 1, sizes - 1)
+        flip = (r < threshold) & (sizes > 1)
+        offset = (np.multiply(r, self._sizes_u32 - 1, dtype=np.uint32) // threshold + 1).astype(self.dtype)
         shifted = archs.astype(self.dtype) + offset * flip.astype(self.dtype)
         return np.where(shifted >= sizes, shifted - sizes, shifted)
 
