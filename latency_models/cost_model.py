@@ -20,11 +20,10 @@ METRICS = ("latency_ms", "energy_mj")
 class CostModel:
     """`.predict(archs) -> {"latency_ms": (N,), "energy_mj": (N,)}`; `.describe()` says where numbers came from."""
 
-    metrics = METRICS
-
-    def __init__(self, space, device, predict_fn, description: dict):
+    def __init__(self, space, device, predict_fn, description: dict, metrics: tuple[str, ...] = METRICS):
         self.space = space
         self.device = device
+        self.metrics = tuple(metrics)
         self._predict_fn = predict_fn
         self._description = description
 
@@ -72,9 +71,7 @@ def _predictor_cost_model(space, device, path) -> CostModel:
     describe = getattr(predictor, "describe", lambda: {})
     description = {"kind": "predictor", "device": device.name, "space": space.config(), "path": str(path),
                    "predictor": describe()}
-    model = CostModel(space, device, lambda archs: predictor.predict(space, archs), description)
-    model.metrics = tuple(predictor.metrics)
-    return model
+    return CostModel(space, device, lambda archs: predictor.predict(space, archs), description, predictor.metrics)
 
 
 def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir=None, tables_dir=None,

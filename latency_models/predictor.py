@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from latency_models.json_files import read_json
 from latency_models.predictor_features import KernelTerm, default_kernels, feature_groups, reference_layer_values
 from search_spaces import get_space
-from latency_models.json_files import read_json
 from search_spaces.errors import UserInputError
 from search_spaces.space import Space
 
