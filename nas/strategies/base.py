@@ -112,7 +112,7 @@ class Strategy:
         self._asked_chunks: list[np.ndarray] = []
         self._asked_count = 0
         self._seen_keys = np.zeros(0, dtype=np.uint64)
-        self.candidates_screened = 0
+        self.candidates_screened = 0  # candidates generated and checked against the cheap constraints, each once
         self._told = 0
         self._arch_buffer = np.zeros((0, space.num_decisions), dtype=space.dtype)
         self._metric_buffers: dict[str, np.ndarray] = {}

@@ -113,6 +113,7 @@ class PredictorGuided(Strategy):
         """Unseen feasible canonical candidates with their optimistic values and feasibility (`optimistic`)."""
         pool = self._remaining_pool()
         if len(pool):
+            self.candidates_screened += len(pool)
             pool = pool[self.cheap_feasible(pool)]
             if len(pool) > self.options["pool_size"]:
                 pool = pool[self.rng.choice(len(pool), self.options["pool_size"], replace=False)]
@@ -141,7 +142,6 @@ class PredictorGuided(Strategy):
     # ---------------------------------------------------------- acquisition
     def optimistic(self, archs: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
         """(N, M) optimistic objective values (minimisation convention) and (N,) optimistic feasibility."""
-        self.candidates_screened += len(archs)
         cheap = self.cheap(archs)
         if model is not None:
             mean, std = model.predict(self.inputs(archs, cheap))
