@@ -15,6 +15,7 @@ from search_spaces.errors import UserInputError
 _FNV_OFFSET = np.uint64(14695981039346656037)
 _FNV_PRIME = np.uint64(1099511628211)
 _DRAWS = 1 << 16  # sample and mutate draw 16-bit integers
+_CHUNK_ROWS = 4096
 _ENUMERATE_LIMIT = 2_000_000
 
 
@@ -109,8 +110,16 @@ class Space:
     # -------------------------------------------------------------- sampling
     def sample(self, n: int, rng=None) -> np.ndarray:
         """`n` architectures with every decision drawn uniformly (to one part in 65,536)."""
-        r = as_rng(rng).integers(0, _DRAWS, (n, self.num_decisions), dtype=np.uint16)
-        return (np.multiply(r, self._sizes_u32, dtype=np.uint32) >> 16).astype(self.dtype)
+        draws = as_rng(rng).integers(0, _DRAWS, (n, self.num_decisions), dtype=np.uint16)
+        out = np.empty(draws.shape, dtype=self.dtype)
+        scaled = np.empty((min(n, _CHUNK_ROWS), self.num_decisions), dtype=np.uint32)
+        for start in range(0, n, _CHUNK_ROWS):  # chunks keep the 32-bit temporaries in cache
+            part = draws[start:start + _CHUNK_ROWS]
+            tmp = scaled[: len(part)]
+            np.multiply(part, self._sizes_u32, out=tmp, dtype=np.uint32)
+            tmp >>= 16
+            out[start:start + len(part)] = tmp
+        return out
 
     def smallest(self) -> np.ndarray:
         """The first value of every decision (the smallest network for spaces whose values ascend)."""
@@ -127,14 +136,20 @@ class Space:
         threshold = min(round(prob * _DRAWS), _DRAWS)
         if threshold <= 0:
             return archs.astype(self.dtype, copy=True)
-        # one 16-bit draw per entry: below `threshold` it flips, and draw / threshold (uniform again) picks the
+        # one 16-bit draw per entry decides whether it flips; a second, only for the flipping entries, picks the
         # new value among the other sizes - 1
-        r = as_rng(rng).integers(0, _DRAWS, archs.shape, dtype=np.uint16)
-        sizes = self._sizes_small
-        flip = (r < threshold) & (sizes > 1)
-        offset = (np.multiply(r, self._sizes_u32 - 1, dtype=np.uint32) // threshold + 1).astype(self.dtype)
-        shifted = archs.astype(self.dtype) + offset * flip.astype(self.dtype)
-        return np.where(shifted >= sizes, shifted - sizes, shifted)
+        rng = as_rng(rng)
+        out = np.array(archs, dtype=self.dtype, order="C")
+        for start in range(0, out.shape[0], _CHUNK_ROWS):  # chunks keep the temporaries in cache
+            flat = out[start:start + _CHUNK_ROWS].reshape(-1)
+            flips = np.flatnonzero(rng.integers(0, _DRAWS, flat.size, dtype=np.uint16) < threshold)
+            cols = flips % self.num_decisions
+            draw = rng.integers(0, _DRAWS, flips.size, dtype=np.uint16)
+            offset = ((np.multiply(draw, self._sizes_u32[cols] - 1, dtype=np.uint32) >> 16) + 1).astype(self.dtype)
+            shifted = flat[flips] + offset
+            sizes = self._sizes_small[cols]
+            flat[flips] = np.where(shifted >= sizes, shifted - sizes, shifted)
+        return out
 
     def crossover(self, a, b, rng=None) -> np.ndarray:
         """Uniform crossover: each decision taken from `a` or `b` with equal probability."""
@@ -181,30 +196,53 @@ class Space:
     def hash(self, archs) -> np.ndarray:
         """uint64 key of each architecture's canonical form: its exact mixed-radix rank when the space has fewer
         than 2^63 raw architectures, else an FNV-1a mix of exact ranks of column groups."""
-        c = self.canonical(archs)
-        ranks = [c[:, cols].astype(np.int64) @ weights for cols, weights in self._hash_groups]
+        archs = self._as_batch(archs)
+        matrix, groups = self._hash_plan
+        pieces = np.empty((archs.shape[0], matrix.shape[1]), dtype=matrix.dtype)
+        for start in range(0, archs.shape[0], _CHUNK_ROWS):  # chunks keep the float temporaries in cache
+            stop = start + _CHUNK_ROWS
+            pieces[start:stop] = self.canonical(archs[start:stop]).astype(matrix.dtype) @ matrix
+        ranks = []
+        for first, weights in groups:
+            rank = pieces[:, first].astype(np.int64)
+            for k, weight in enumerate(weights[1:], start=first + 1):
+                rank = rank * weight + pieces[:, k].astype(np.int64)
+            ranks.append(rank)
         if len(ranks) == 1:
             return ranks[0].astype(np.uint64)
-        h = np.full(c.shape[0], _FNV_OFFSET, dtype=np.uint64)
+        h = np.full(archs.shape[0], _FNV_OFFSET, dtype=np.uint64)
         for rank in ranks:
             h ^= rank.astype(np.uint64)
             h *= _FNV_PRIME
         return h
 
     @cached_property
-    def _hash_groups(self) -> list[tuple[slice, np.ndarray]]:
-        """Consecutive column groups whose mixed-radix rank fits in 62 bits, with their radix weights."""
-        groups, start = [], 0
-        while start < self.num_decisions:
-            stop, product = start, 1
-            while stop < self.num_decisions and product * int(self.sizes[stop]) < 2 ** 62:
-                product *= int(self.sizes[stop])
-                stop += 1
-            sizes = [int(x) for x in self.sizes[start:stop]]
-            weights = np.array([math.prod(sizes[i + 1:]) for i in range(len(sizes))], dtype=np.int64)
-            groups.append((slice(start, stop), weights))
-            start = stop
-        return groups
+    def _hash_plan(self) -> tuple[np.ndarray, list[tuple[int, list[int]]]]:
+        """How `hash` ranks cheaply: consecutive column groups whose mixed-radix rank fits in 62 bits, each split into
+        pieces small enough that one float matrix product ranks them exactly. Returns the (D, pieces) matrix of
+        radix weights and, per group, its first piece and each piece's radix (the product of its sizes)."""
+        float_dtype, exact = (np.float32, 2 ** 24) if self.sizes.max() < 2 ** 24 else (np.float64, 2 ** 53)
+        sizes = [int(x) for x in self.sizes]
+
+        def runs(start, stop, limit):
+            while start < stop:
+                end, product = start, 1
+                while end < stop and product * sizes[end] < limit:
+                    product *= sizes[end]
+                    end += 1
+                yield start, end, product
+                start = end
+
+        columns, groups = [], []
+        for g_start, g_stop, _ in runs(0, len(sizes), 2 ** 62):
+            pieces = list(runs(g_start, g_stop, exact))
+            groups.append((len(columns), [product for _, _, product in pieces]))
+            columns += [(a, b) for a, b, _ in pieces]
+        matrix = np.zeros((len(sizes), len(columns)), dtype=float_dtype)
+        for k, (a, b) in enumerate(columns):
+            for j in range(a, b):
+                matrix[j, k] = math.prod(sizes[j + 1:b])
+        return matrix, groups
 
     def _rank(self, archs: np.ndarray) -> np.ndarray:
         """Mixed-radix rank (first decision most significant) of each architecture, int64."""

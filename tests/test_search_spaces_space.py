@@ -73,6 +73,18 @@ def test_mutate_is_deterministic_in_its_seed():
     assert (space.mutate(a, 0.3, 7) != space.mutate(a, 0.3, 8)).any()
 
 
+def test_mutate_flips_at_its_rate_to_uniformly_chosen_other_values():
+    space = SPACES["ofa_mbv3"]
+    a = np.asfortranarray(space.sample(20_000, 0))
+    mutated = space.mutate(a, 0.2, 1)
+    flipped = mutated != a
+    assert abs(flipped.mean() - 0.2) < 0.005
+    # a 3-way decision moves to each of its two other values equally often
+    col = space.column("kernel_0_0")
+    step = (mutated[flipped[:, col], col].astype(int) - a[flipped[:, col], col]) % 3
+    assert set(np.unique(step)) == {1, 2} and abs((step == 1).mean() - 0.5) < 0.05
+
+
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_neighbours_differ_in_one_decision_and_are_distinct(name):
     space = SPACES[name]
