@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
+import math
 import os
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from search_spaces.errors import UserInputError
 
-SINGLE_THREAD_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-SINGLE_THREAD_ENV = {"XLA_FLAGS": SINGLE_THREAD_XLA_FLAGS, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"}
+SINGLE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false", "JAX_PLATFORMS": "cpu",
+                     "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
@@ -54,14 +58,43 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-class _PoolWorker:
-    """One actor: builds its object once from the shared payload, then runs its methods on request."""
+def claim_cpus(count: int, lock_dir: str | Path | None = None) -> tuple[set[int], list]:
+    """Up to `count` of this process's allowed CPUs that no other live process on the node has claimed, each held
+    by an exclusive lock file (released when the process ends, so a restarted actor can take it again).
 
-    def __init__(self, factory: Callable[[Any], Any], payload: Any):
+    Returns the claimed CPUs (empty when every CPU is taken) and the open lock files to keep alive."""
+    lock_dir = Path(lock_dir or tempfile.gettempdir())
+    claimed, handles = set(), []
+    for cpu in sorted(os.sched_getaffinity(0)):
+        if len(claimed) == count:
+            break
+        handle = open(lock_dir / f"hwnas-cpu-{cpu}.lock", "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        claimed.add(cpu)
+        handles.append(handle)
+    return claimed, handles
+
+
+class _PoolWorker:
+    """One actor: pins itself to CPUs no other actor on its node holds (as many as Ray granted it; JAX sizes its
+    thread pools from the affinity, so actors do not oversubscribe cores), then builds its object once from the
+    shared payload and runs its methods on request."""
+
+    def __init__(self, factory: Callable[[Any], Any], payload: Any, pin_cpus: int = 0):
+        self.cpus, self._cpu_locks = claim_cpus(pin_cpus) if pin_cpus else (set(), [])
+        if self.cpus:
+            os.sched_setaffinity(0, self.cpus)
         self._target = factory(payload)
 
     def pid(self) -> int:
         return os.getpid()
+
+    def affinity(self) -> list[int]:
+        return sorted(os.sched_getaffinity(0))
 
     def call(self, method: str, *args) -> Any:
         return getattr(self._target, method)(*args)
@@ -72,11 +105,12 @@ class ActorPool:
 
     Actors restart after a crash (`max_restarts`) and a task running on a crashed actor is retried
     (`max_task_retries`), so killing a worker process loses no work. `env_vars` go into each actor's runtime_env
-    (default: one XLA thread per actor)."""
+    (default: single-threaded XLA, BLAS and OpenMP). With `pin_cpus` (default) each actor binds itself to
+    ceil(`num_cpus_per_actor`) cores of its node that no other actor holds, so N actors on N cores each get one."""
 
     def __init__(self, factory: Callable[[Any], Any], payload: Any, *, num_actors: int | None = None,
                  num_cpus_per_actor: float = 1, env_vars: dict[str, str] | None = None, max_restarts: int = 4,
-                 max_task_retries: int = 4):
+                 max_task_retries: int = 4, pin_cpus: bool = True):
         import ray
 
         if num_actors is not None and num_actors < 1:
@@ -86,13 +120,20 @@ class ActorPool:
         remote_worker = ray.remote(_PoolWorker).options(
             num_cpus=num_cpus_per_actor, max_restarts=max_restarts, max_task_retries=max_task_retries,
             runtime_env={"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)})
-        self.actors = [remote_worker.remote(factory, self._payload_ref) for _ in range(self.num_actors)]
+        cores = math.ceil(num_cpus_per_actor) if pin_cpus else 0
+        self.actors = [remote_worker.remote(factory, self._payload_ref, cores) for _ in range(self.num_actors)]
 
     def pids(self) -> list[int]:
         """The current process id of every actor (waits until all are up)."""
         import ray
 
         return ray.get([actor.pid.remote() for actor in self.actors])
+
+    def affinities(self) -> list[list[int]]:
+        """The CPUs each actor may run on."""
+        import ray
+
+        return ray.get([actor.affinity.remote() for actor in self.actors])
 
     def broadcast(self, method: str, *args) -> list[Any]:
         """`target.method(*args)` on every actor (e.g. to compile before timing); one result per actor."""

@@ -120,6 +120,18 @@ def test_map_returns_results_in_order_and_sizes_to_the_cluster(pool, payload):
     assert len(pool.broadcast("predict", inputs[1])) == 2
 
 
+def assert_one_core_each(pool):
+    if len(os.sched_getaffinity(0)) < pool.num_actors:
+        pytest.skip("fewer cores than actors here: actors beyond the cores run unpinned")
+    affinities = pool.affinities()
+    assert all(len(cpus) == 1 for cpus in affinities), affinities
+    assert len({cpus[0] for cpus in affinities}) == pool.num_actors, affinities
+
+
+def test_actors_hold_one_distinct_core_each(pool):
+    assert_one_core_each(pool)
+
+
 def test_killed_actor_process_loses_no_task(pool, payload):
     marker_dir = Path(payload["marker_dir"])
     pids = pool.pids()
@@ -138,6 +150,7 @@ def test_killed_actor_process_loses_no_task(pool, payload):
         np.testing.assert_allclose(got, reference(payload["weights"], x), rtol=1e-5)
     assert len(list(marker_dir.iterdir())) >= 5, "the interrupted task should have been run again"
     assert pids[0] not in pool.pids()
+    assert_one_core_each(pool)  # the restarted actor took the core its killed process held
 
 
 class PooledEvaluator:

@@ -32,8 +32,8 @@ class PredictorGuided(Strategy):
     architectures does not count)."""
 
     name = "predictor"
-    defaults = {"initial": 16, "members": 8, "hidden": (64, 64), "steps": 300, "learning_rate": 3e-3,
-                "optimism": 0.5, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
+    defaults = {"initial": 16, "members": 8, "hidden": (64,), "steps": 300, "learning_rate": 3e-3,
+                "optimism": 0.25, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
                 "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True,
                 "targets": "copula"}
 
