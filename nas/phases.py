@@ -95,6 +95,14 @@ def sample_uniform(allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return (np.cumsum(allowed, axis=1)[None] > picks[..., None]).argmax(axis=-1).astype(np.int32)
 
 
+def subnets_per_step(phase: Phase, train_config) -> int:
+    """How many subnets a step of `phase` trains (see `subnets_of_step`)."""
+    if phase.single_subnet:
+        return 1
+    anchors = int(train_config.sandwich or train_config.distill) + int(train_config.sandwich)
+    return anchors + (train_config.num_random if anchors else max(1, train_config.num_random))
+
+
 def subnets_of_step(phase: Phase, train_config, seed: int, step: int) -> tuple[int, np.ndarray, bool]:
     """(resolution index, (K, D) archs, distill) for global `step`; a pure function of (seed, step).
 
@@ -109,7 +117,7 @@ def subnets_of_step(phase: Phase, train_config, seed: int, step: int) -> tuple[i
     else:
         anchors = [phase.largest()] if train_config.sandwich or train_config.distill else []
         anchors += [phase.smallest()] if train_config.sandwich else []
-        num_random = train_config.num_random if anchors else max(1, train_config.num_random)
+        num_random = subnets_per_step(phase, train_config) - len(anchors)
         anchor_rows = np.asarray(anchors, dtype=np.int32).reshape(len(anchors), phase.allowed.shape[0])
         archs = np.concatenate([anchor_rows, sample_uniform(phase.allowed, num_random, rng)]).astype(np.int32)
         distill = bool(train_config.distill and len(archs) > 1)

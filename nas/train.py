@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from nas.checkpoint import Checkpoints
 from nas.config import dump_config, load_config
-from nas.phases import Phase, build_phases, subnets_of_step
+from nas.phases import Phase, build_phases, subnets_of_step, subnets_per_step
 from nas.run_dir import MetricsLog, RunDir, open_run
 from search_spaces.errors import UserInputError
 
@@ -83,41 +83,44 @@ def _is_variable(x) -> bool:
     return isinstance(x, nnx.Variable)
 
 
-@nnx.jit(static_argnames="distill")
-def train_step(model, optimizer, images, hard, archs, lr, distill: bool):
-    """One update from the (K, D) subnets `archs` on one batch, gradients summed over the subnets.
+@nnx.jit
+def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
+    """One update from the first `count` (default: all) of the (K, D) subnets `archs` on one batch, gradients
+    summed over the subnets.
 
     Subnet 0 learns from `hard`, the (N, classes) label-smoothed one-hot labels; with `distill` the others learn
     from subnet 0's predictions (soft cross-entropy, no gradient into the teacher). The subnets run under one
-    `lax.scan`, so the step compiles once per (resolution, K). Returns the mean loss over the subnets.
+    `lax.fori_loop` whose trip count and distillation flag are traced values, so one compilation per (image shape,
+    K) serves every subnet, subnet count up to K and phase: training pads `archs` to its largest K. Returns the mean
+    loss over the subnets.
     """
     TRACES["train_step"] += 1
     graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
+    count = archs.shape[0] if count is None else count
 
-    def one_subnet(carry, inputs):
+    def one_subnet(index, carry):
         rest, teacher, grads, loss_sum = carry
-        arch, first = inputs
+        first = index == 0
         targets = jnp.where(distill & ~first, teacher, hard)
 
         def loss_fn(params, rest):
             subnet = nnx.merge(graphdef, params, rest)
-            logits = subnet(images, arch, train=True)
+            logits = subnet(images, archs[index], train=True)
             new_rest = nnx.as_pure(nnx.state(subnet, nnx.Not(nnx.Param)))
             return soft_cross_entropy(logits, targets), (logits, new_rest)
 
         (loss, (logits, rest)), subnet_grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
         teacher = jnp.where(first, jax.nn.softmax(jax.lax.stop_gradient(logits)), teacher)
         grads = jax.tree.map(jnp.add, grads, subnet_grads)
-        return (rest, teacher, grads, loss_sum + loss), None
+        return rest, teacher, grads, loss_sum + loss
 
     init = (rest, jnp.zeros_like(hard), jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0))
-    firsts = jnp.arange(archs.shape[0]) == 0
-    (rest, _, grads, loss_sum), _ = jax.lax.scan(one_subnet, init, (archs, firsts))
+    rest, _, grads, loss_sum = jax.lax.fori_loop(0, count, one_subnet, init)
     nnx.update(model, rest)
     optimizer.opt_state.hyperparams["learning_rate"][...] = lr
     variables = nnx.state(model, nnx.Param)
     optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable))
-    return loss_sum / archs.shape[0]
+    return loss_sum / count
 
 
 @nnx.jit
@@ -220,6 +223,7 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
     run = open_run(config, dump_config(config), resume=resume)
     stream = data.batches("train", train.batch_size, seed=config.seed, augment=True)
     phases = build_phases(train, space, stream.num_batches)
+    max_subnets = max(subnets_per_step(phase, train) for phase in phases)
     total = phases[-1].end
     stop = total if max_steps is None else min(total, max_steps)
     model = create_model(config, space, num_classes, data.channels)
@@ -256,9 +260,12 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
             lr = phase.learning_rate(step)
             batch = next(stream)
             started = time.perf_counter()
+            padded = np.zeros((max_subnets, archs.shape[1]), dtype=np.int32)
+            padded[: len(archs)] = archs
             loss = float(train_step(model, optimizer, resized_images(batch.images, resolution),
                                     smoothed_targets(batch.labels, num_classes, train.label_smoothing),
-                                    jnp.asarray(archs), jnp.float32(lr), distill=distill))
+                                    jnp.asarray(padded), jnp.float32(lr), jnp.bool_(distill),
+                                    jnp.int32(len(archs))))
             step += 1
             log.append(step=step, phase=phase.name, loss=f"{loss:.6g}", lr=f"{lr:.6g}", resolution=resolution,
                        subnets=len(archs), step_time_s=f"{time.perf_counter() - started:.4f}")

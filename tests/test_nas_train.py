@@ -134,18 +134,20 @@ def tiny_run(tmp_path_factory):
     return tmp_path, config, rows, done.stderr
 
 
-def test_train_step_compiles_once_per_image_shape_and_subnet_count():
-    """New subnets, learning rates and a phase's optimizer reset reuse the compiled step; a new resolution not."""
+def test_train_step_compiles_once_per_image_shape():
+    """New subnets, subnet counts, distillation on or off, learning rates and a phase's optimizer reset reuse the
+    compiled step; a new resolution does not."""
     model = Toy(nnx.Rngs(0))
     optimizer = train.create_optimizer(model, optimizer_config())
     train.commit_to_device(model, optimizer)
     images, targets = toy_batch()
     before = train_step_cache_size()
-    for step, arch in enumerate([[0, 0], [0, 2], [0, 1], [0, 2]]):
+    for step, (arch, count, distill) in enumerate([([0, 0], 1, False), ([0, 2], 2, True), ([0, 1], 2, True),
+                                                   ([0, 2], 1, False)]):
         if step == 2:
             train.reset_optimizer(optimizer, model)
         train.train_step(model, optimizer, images, targets, jnp.asarray([arch, [0, 0]]), jnp.float32(0.1 / (step + 1)),
-                         distill=True)
+                         jnp.bool_(distill), jnp.int32(count))
     assert train_step_cache_size() == before + 1
     wider = jnp.concatenate([images, images], axis=2)
     model = Toy(nnx.Rngs(0))
@@ -155,8 +157,20 @@ def test_train_step_compiles_once_per_image_shape_and_subnet_count():
     train.commit_to_device(model, optimizer)
     for _ in range(2):
         train.train_step(model, optimizer, wider, targets, jnp.asarray([[0, 1], [0, 0]]), jnp.float32(0.1),
-                         distill=True)
+                         jnp.bool_(True), jnp.int32(2))
     assert train_step_cache_size() == before + 2
+
+
+def test_rows_beyond_the_subnet_count_are_not_trained():
+    model = Toy(nnx.Rngs(0))
+    optimizer = train.create_optimizer(model, optimizer_config())
+    before = model.w[...]
+    loss = train.train_step(model, optimizer, *toy_batch(), jnp.asarray([[0, 2], [0, 1]], jnp.int32),
+                            jnp.float32(0.1), jnp.bool_(True), jnp.int32(1))
+    alone, mean, alone_loss = step_delta([[0, 2]])
+    np.testing.assert_allclose(model.w[...] - before, alone, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(model.mean[...], mean, rtol=1e-6)
+    assert float(loss) == pytest.approx(alone_loss, rel=1e-6)
 
 
 def train_step_cache_size():
