@@ -36,9 +36,11 @@ def test_masks_and_depth_agree_with_labels():
     assert np.all(shape_pixels.any(axis=(1, 2)))
     # the labelled class covers pixels in every image ...
     assert np.all((split.masks == (split.labels + 1)[:, None, None]).any(axis=(1, 2)))
-    # ... and is the class with most pixels unless two shapes of one class together outnumber the largest one
+    # ... and dominates: at least twice the pixels of any other class in nearly every image, so the label is clear
     counts = np.stack([(split.masks == c + 1).sum(axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1)
-    assert np.mean(counts.argmax(axis=1) == split.labels) > 0.9
+    labelled = counts[np.arange(len(counts)), split.labels]
+    others = np.where(np.arange(NUM_CLASSES) == split.labels[:, None], 0, counts).max(axis=1)
+    assert np.mean(labelled >= 2 * others) > 0.95
     # depth is constant on a shape's visible pixels: at most MAX_SHAPES distinct shape depths per image
     assert all(len(np.unique(d[d < BACKGROUND_DEPTH])) <= MAX_SHAPES for d in split.depth)
 
@@ -66,9 +68,10 @@ def test_any_resolution_and_too_small_resolution_is_a_clear_error():
 
 
 def test_learnable_by_a_linear_model_but_far_from_solved():
+    """Colour family and coarse layout are linear; the kind of the shape needs more than a linear model."""
     data = load_dataset("shapes", resolution=32, num_train=2000, num_val=0, num_test=1000, seed=0)
     features = [resize(split.images, 8).reshape(len(split), -1) for split in (data.train, data.test)]
     mean, std = features[0].mean(axis=0), features[0].std(axis=0) + 1e-3
     model = LogisticRegression(max_iter=200, C=0.05).fit((features[0] - mean) / std, data.train.labels)
     accuracy = model.score((features[1] - mean) / std, data.test.labels)
-    assert 0.13 < accuracy < 0.4  # chance is 0.1; measured 0.184 with this seed
+    assert 0.2 < accuracy < 0.6  # chance is 0.1; measured 0.382 with this seed

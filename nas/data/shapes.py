@@ -1,9 +1,15 @@
 """The embedded `shapes` data set: 1-3 coloured shapes over a textured, noisy background, generated from a seed.
 
+Each image has one primary shape (radius 0.26-0.38 of the image side, times a per-kind factor that equalises the
+areas of the kinds, kept mostly inside the image) and 0-2 small distractor shapes (radius 0.09-0.16), each of a
+random kind (circle, square, triangle, star, cross), colour family (warm: red..yellow, cool: green..violet),
+position, depth order and a tilt of at most MAX_ROTATION radians, over a low-saturation background of two blended
+sinusoidal textures plus Gaussian pixel noise (std 0.01-0.04).
+
 Label: the kind of the shape with the most visible pixels combined with its colour family (warm or cool), 10
-classes. Masks hold 1 + that class per shape pixel (0 = background); depth holds each visible shape's z (nearer
-shapes are drawn on top) and BACKGROUND_DEPTH elsewhere.
-"""
+classes. The primary shape has at least 2.6x a distractor's area, so it is the labelled shape unless distractors
+drawn on top hide most of it. Masks hold 1 + that class per shape pixel (0 = background); depth holds each
+visible shape's z (nearer shapes are drawn on top) and BACKGROUND_DEPTH elsewhere."""
 
 from __future__ import annotations
 
@@ -22,6 +28,13 @@ MAX_SHAPES = 3
 MIN_RESOLUTION = 8
 DEFAULT_COUNTS = {"train": 5000, "val": 1000, "test": 1000}
 _HUES = {0: (-0.07, 0.14), 1: (0.36, 0.72)}  # warm: red..yellow, cool: green..violet
+PRIMARY_RADIUS = (0.26, 0.38)
+DISTRACTOR_RADIUS = (0.09, 0.16)
+PRIMARY_MARGIN = 0.9
+NOISE = (0.01, 0.04)
+MAX_ROTATION = 0.25
+BACKGROUND_SATURATION = 0.35
+TEXTURE_CONTRAST = 0.25
 _PIXELS_PER_CHUNK = 1 << 18
 _STAR_INNER = 0.45
 # radius factor per kind so that every kind covers about the same area (2.0 in squared radius units)
@@ -59,12 +72,15 @@ def _draw_parameters(rng: np.random.Generator, n: int, resolution: int) -> dict[
     high = np.where(family == 0, _HUES[0][1], _HUES[1][1])
     hsv = np.stack([np.mod(rng.uniform(low, high), 1.0), rng.uniform(0.55, 1.0, shape), rng.uniform(0.55, 1.0, shape)],
                    axis=-1)
-    radius = np.maximum(rng.uniform(0.14, 0.34, shape) * _AREA_SCALE[kind] * resolution, 2.0)
-    centre = rng.uniform(0.0, 1.0, shape + (2,)) * (resolution - 1.2 * radius[..., None]) + 0.6 * radius[..., None]
+    primary = np.arange(MAX_SHAPES)[None, :] == 0
+    low, high = (np.where(primary, PRIMARY_RADIUS[i], DISTRACTOR_RADIUS[i]) for i in (0, 1))
+    radius = np.maximum(rng.uniform(low, high, shape) * _AREA_SCALE[kind] * resolution, 2.0)
+    margin = np.where(primary, PRIMARY_MARGIN, 0.6)[..., None] * radius[..., None]
+    centre = rng.uniform(0.0, 1.0, shape + (2,)) * (resolution - 2 * margin) + margin
     z = rng.uniform(0.1, 0.9, shape)
     order = np.argsort(-z, axis=1)
     params = {"kind": kind, "family": family, "colour": hsv_to_rgb(hsv), "radius": radius, "angle":
-              rng.uniform(0, 2 * np.pi, shape), "cx": centre[..., 0], "cy": centre[..., 1], "z": z,
+              rng.uniform(-MAX_ROTATION, MAX_ROTATION, shape), "cx": centre[..., 0], "cy": centre[..., 1], "z": z,
               "label": len(FAMILIES) * kind + family, "active": np.arange(MAX_SHAPES)[None, :] < count[:, None]}
     return {key: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 2)), axis=1)
             for key, value in params.items()}
@@ -72,7 +88,7 @@ def _draw_parameters(rng: np.random.Generator, n: int, resolution: int) -> dict[
 
 def _background(rng: np.random.Generator, n: int, resolution: int) -> np.ndarray:
     """(n, H, W, 3) float32 two-colour blends along two random sinusoidal waves, low saturation."""
-    hsv = np.stack([rng.random((n, 2)), rng.uniform(0.0, 0.35, (n, 2)), rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
+    hsv = np.stack([rng.random((n, 2)), rng.uniform(0.0, BACKGROUND_SATURATION, (n, 2)), rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
     colours = hsv_to_rgb(hsv).astype(np.float32)
     grid = ((np.arange(resolution) + 0.5) / resolution).astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi, (n, 2, 1))
@@ -83,7 +99,7 @@ def _background(rng: np.random.Generator, n: int, resolution: int) -> np.ndarray
     # sin(a + b) = sin a cos b + cos a sin b: trigonometry on rows and columns only, not on every pixel
     waves = np.einsum("nkx,nky->nyx", np.sin(along_x), np.cos(along_y)) + np.einsum(
         "nkx,nky->nyx", np.cos(along_x), np.sin(along_y))
-    blend = (0.5 + 0.25 * waves)[..., None]
+    blend = (0.5 + TEXTURE_CONTRAST * waves)[..., None]
     return colours[:, None, None, 0] + (colours[:, None, None, 1] - colours[:, None, None, 0]) * blend
 
 
@@ -112,7 +128,7 @@ def _render(rng: np.random.Generator, params: dict[str, np.ndarray], resolution:
         masks[image_of, rows, cols] = 1 + p["label"][image_of]
         depth[image_of, rows, cols] = p["z"][image_of]
         slot_map[image_of, rows, cols] = slot
-    images += rng.uniform(0.02, 0.08, (n, 1, 1, 1)).astype(np.float32) * rng.standard_normal(images.shape,
+    images += rng.uniform(*NOISE, (n, 1, 1, 1)).astype(np.float32) * rng.standard_normal(images.shape,
                                                                                                 dtype=np.float32)
     np.clip(images, 0.0, 1.0, out=images)
     visible = np.stack([np.count_nonzero(slot_map == slot, axis=(1, 2)) for slot in range(MAX_SHAPES)], axis=1)
