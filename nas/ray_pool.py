@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import math
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -58,25 +60,31 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def claim_cpus(count: int, lock_dir: str | Path | None = None) -> tuple[set[int], list]:
-    """Up to `count` of this process's allowed CPUs that no other live process on the node has claimed, each held
-    by an exclusive lock file (released when the process ends, so a restarted actor can take it again).
+def claim_cpus(count: int, scope: str, wait_s: float = 3.0) -> tuple[set[int], list]:
+    """Up to `count` of this process's allowed CPUs that no other live process of the same `scope` (one Ray
+    cluster) on this node has claimed, each held by an exclusive lock file (released when the process ends, so a
+    restarted actor can take it again). Waits up to `wait_s` for CPUs that actors of a pool just closed still hold.
 
     Returns the claimed CPUs (empty when every CPU is taken) and the open lock files to keep alive."""
-    lock_dir = Path(lock_dir or tempfile.gettempdir())
+    lock_dir = Path(tempfile.gettempdir()) / f"hwnas-cpus-{scope}"
+    lock_dir.mkdir(exist_ok=True)
     claimed, handles = set(), []
-    for cpu in sorted(os.sched_getaffinity(0)):
-        if len(claimed) == count:
-            break
-        handle = open(lock_dir / f"hwnas-cpu-{cpu}.lock", "a")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        claimed.add(cpu)
-        handles.append(handle)
-    return claimed, handles
+    deadline = time.monotonic() + wait_s
+    while True:
+        for cpu in sorted(os.sched_getaffinity(0) - claimed):
+            if len(claimed) == count:
+                break
+            handle = open(lock_dir / f"hwnas-cpu-{cpu}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            claimed.add(cpu)
+            handles.append(handle)
+        if len(claimed) == count or time.monotonic() > deadline:
+            return claimed, handles
+        time.sleep(0.2)
 
 
 class _PoolWorker:
@@ -84,8 +92,8 @@ class _PoolWorker:
     thread pools from the affinity, so actors do not oversubscribe cores), then builds its object once from the
     shared payload and runs its methods on request."""
 
-    def __init__(self, factory: Callable[[Any], Any], payload: Any, pin_cpus: int = 0):
-        self.cpus, self._cpu_locks = claim_cpus(pin_cpus) if pin_cpus else (set(), [])
+    def __init__(self, factory: Callable[[Any], Any], payload: Any, pin_cpus: int = 0, scope: str = ""):
+        self.cpus, self._cpu_locks = claim_cpus(pin_cpus, scope) if pin_cpus else (set(), [])
         if self.cpus:
             os.sched_setaffinity(0, self.cpus)
         self._target = factory(payload)
@@ -121,7 +129,8 @@ class ActorPool:
             num_cpus=num_cpus_per_actor, max_restarts=max_restarts, max_task_retries=max_task_retries,
             runtime_env={"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)})
         cores = math.ceil(num_cpus_per_actor) if pin_cpus else 0
-        self.actors = [remote_worker.remote(factory, self._payload_ref, cores) for _ in range(self.num_actors)]
+        scope = hashlib.sha1(ray.get_runtime_context().gcs_address.encode()).hexdigest()[:12]
+        self.actors = [remote_worker.remote(factory, self._payload_ref, cores, scope) for _ in range(self.num_actors)]
 
     def pids(self) -> list[int]:
         """The current process id of every actor (waits until all are up)."""
