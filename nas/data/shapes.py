@@ -28,6 +28,8 @@ MAX_SHAPES = 3
 MIN_RESOLUTION = 8
 DEFAULT_COUNTS = {"train": 5000, "val": 1000, "test": 1000}
 _HUES = {0: (-0.07, 0.14), 1: (0.36, 0.72)}  # warm: red..yellow, cool: green..violet
+# generator parameters: radii in fractions of the image side (before the per-kind area factor), centres of
+# primary shapes at least PRIMARY_MARGIN radii from the border, tilt in radians, noise std ranges per image
 PRIMARY_RADIUS = (0.26, 0.38)
 DISTRACTOR_RADIUS = (0.09, 0.16)
 PRIMARY_MARGIN = 0.9
@@ -88,7 +90,8 @@ def _draw_parameters(rng: np.random.Generator, n: int, resolution: int) -> dict[
 
 def _background(rng: np.random.Generator, n: int, resolution: int) -> np.ndarray:
     """(n, H, W, 3) float32 two-colour blends along two random sinusoidal waves, low saturation."""
-    hsv = np.stack([rng.random((n, 2)), rng.uniform(0.0, BACKGROUND_SATURATION, (n, 2)), rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
+    saturation = rng.uniform(0.0, BACKGROUND_SATURATION, (n, 2))
+    hsv = np.stack([rng.random((n, 2)), saturation, rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
     colours = hsv_to_rgb(hsv).astype(np.float32)
     grid = ((np.arange(resolution) + 0.5) / resolution).astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi, (n, 2, 1))
