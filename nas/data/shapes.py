@@ -90,8 +90,8 @@ def _draw_parameters(rng: np.random.Generator, n: int, resolution: int) -> dict[
 
 def _background(rng: np.random.Generator, n: int, resolution: int) -> np.ndarray:
     """(n, H, W, 3) float32 two-colour blends along two random sinusoidal waves, low saturation."""
-    saturation = rng.uniform(0.0, BACKGROUND_SATURATION, (n, 2))
-    hsv = np.stack([rng.random((n, 2)), saturation, rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
+    hue, saturation = rng.random((n, 2)), rng.uniform(0.0, BACKGROUND_SATURATION, (n, 2))
+    hsv = np.stack([hue, saturation, rng.uniform(0.2, 0.9, (n, 2))], axis=-1)
     colours = hsv_to_rgb(hsv).astype(np.float32)
     grid = ((np.arange(resolution) + 0.5) / resolution).astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi, (n, 2, 1))
