@@ -24,8 +24,12 @@ def _hypervolume(strategy):
 
 
 def test_nsga2_finds_a_better_front_than_random_search():
-    for seed in range(3):
-        assert _hypervolume(_run("nsga2", seed, population_size=40)) > _hypervolume(_run("random", seed))
+    """Over 5 seeds: a better median hypervolume, and a better front in at least 4 of them (a small space, so
+    random search sometimes gets lucky)."""
+    ours = np.array([_hypervolume(_run("nsga2", seed, population_size=40)) for seed in range(5)])
+    random = np.array([_hypervolume(_run("random", seed)) for seed in range(5)])
+    assert np.median(ours) > np.median(random)
+    assert (ours > random).sum() >= 4, (ours, random)
 
 
 def test_population_keeps_the_front_and_puts_infeasible_last():
