@@ -28,7 +28,7 @@ def experiment(tiny: bool, runs_dir: str) -> dict:
     if tiny:
         phases = [dict(p, epochs=0.5) for p in phases]
     return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
-            "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: two train-step compiles
+            "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: one train-step compile
             "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 2048,
                      "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 500},
             "supernet": {"width_mult": 0.25 if tiny else 0.35},
@@ -45,8 +45,9 @@ def subnet_ladder(space, count: int, seed: int) -> np.ndarray:
     return np.stack([rng.binomial(space.sizes - 1, t) for t in levels]).astype(np.int32)
 
 
-def train_from_scratch(config, data, space, arch, steps: int, num_classes: int):
-    """The subnet `arch` alone, trained with the supernet's optimizer and a warm-up + cosine schedule."""
+def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, subnet_rows: int):
+    """The subnet `arch` alone, trained with the supernet's optimizer and a warm-up + cosine schedule; its row is
+    padded to the supernet run's `subnet_rows`, so the supernet's compiled training step serves it."""
     import jax.numpy as jnp
 
     from nas import train
@@ -64,7 +65,8 @@ def train_from_scratch(config, data, space, arch, steps: int, num_classes: int):
         batch = next(stream)
         targets = train.smoothed_targets(batch.labels, num_classes, config.train.label_smoothing)
         train.train_step(model, optimizer, train.resized_images(batch.images, resolution), targets,
-                         jnp.asarray(arch[None]), jnp.float32(schedule.learning_rate(step)), distill=False)
+                         train.padded_subnets(arch[None], subnet_rows), jnp.float32(schedule.learning_rate(step)),
+                         jnp.bool_(False), jnp.int32(1))
     return model
 
 
@@ -93,7 +95,8 @@ def main() -> None:
     for arch in subnet_ladder(space, args.subnets, seed=1):
         inherited = train.evaluate_subnet(model, data, space, arch, **evaluation)
         started = time.perf_counter()
-        scratch_model = train_from_scratch(config, data, space, arch, steps, num_classes)
+        scratch_model = train_from_scratch(config, data, space, arch, steps, num_classes,
+                                           summary["max_subnets_per_step"])
         scratch = train.evaluate_subnet(scratch_model, data, space, arch, **evaluation)
         rows.append({"arch": space.to_string(arch), "inherited": inherited, "scratch": scratch,
                      "scratch_s": time.perf_counter() - started})

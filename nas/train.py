@@ -123,6 +123,14 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
     return loss_sum / count
 
 
+def padded_subnets(archs: np.ndarray, rows: int) -> jnp.ndarray:
+    """(rows, D) int32: `archs` followed by zero rows, so every step of a run has its one compiled shape (pass
+    len(archs) as `train_step`'s count)."""
+    padded = np.zeros((rows, archs.shape[1]), dtype=np.int32)
+    padded[: len(archs)] = archs
+    return jnp.asarray(padded)
+
+
 @nnx.jit
 def eval_step(model, images, labels, valid, arch):
     """Number of correct predictions of subnet `arch` among the `valid` rows of a batch (BN in inference mode)."""
@@ -238,7 +246,7 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
         commit_to_device(model, optimizer)
         step, stream.position = meta["step"], meta["data_position"]
     log.keep_until(step)
-    summary = {"run_dir": str(run.root), "total_steps": total}
+    summary = {"run_dir": str(run.root), "total_steps": total, "max_subnets_per_step": max_subnets}
 
     def save(phase: Phase) -> None:
         checkpoints.save(step, _trees(model, optimizer), {
@@ -260,11 +268,9 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
             lr = phase.learning_rate(step)
             batch = next(stream)
             started = time.perf_counter()
-            padded = np.zeros((max_subnets, archs.shape[1]), dtype=np.int32)
-            padded[: len(archs)] = archs
             loss = float(train_step(model, optimizer, resized_images(batch.images, resolution),
                                     smoothed_targets(batch.labels, num_classes, train.label_smoothing),
-                                    jnp.asarray(padded), jnp.float32(lr), jnp.bool_(distill),
+                                    padded_subnets(archs, max_subnets), jnp.float32(lr), jnp.bool_(distill),
                                     jnp.int32(len(archs))))
             step += 1
             log.append(step=step, phase=phase.name, loss=f"{loss:.6g}", lr=f"{lr:.6g}", resolution=resolution,

@@ -167,6 +167,7 @@ def test_rows_beyond_the_subnet_count_are_not_trained():
     before = model.w[...]
     loss = train.train_step(model, optimizer, *toy_batch(), jnp.asarray([[0, 2], [0, 1]], jnp.int32),
                             jnp.float32(0.1), jnp.bool_(True), jnp.int32(1))
+    np.testing.assert_array_equal(train.padded_subnets(np.array([[0, 2]]), 3), [[0, 2], [0, 0], [0, 0]])
     alone, mean, alone_loss = step_delta([[0, 2]])
     np.testing.assert_allclose(model.w[...] - before, alone, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(model.mean[...], mean, rtol=1e-6)
