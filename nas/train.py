@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import resource
 import time
 from collections import Counter
@@ -43,14 +44,22 @@ def decay_mask(params):
 
 def create_optimizer(model, train_config) -> nnx.Optimizer:
     """SGD with Nesterov momentum or AdamW; the learning rate is a hyperparameter `train_step` sets every step."""
+    tx = _transformation(train_config.optimizer, float(train_config.weight_decay), float(train_config.momentum))
+    return nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+
+@functools.lru_cache(maxsize=None)
+def _transformation(name: str, weight_decay: float, momentum: float) -> optax.GradientTransformation:
+    """One optax transformation per setting: optimizers of equal settings share it, so a new model and optimizer
+    reuse the compiled `train_step` (a fresh transformation's functions would make it trace and compile again)."""
 
     def transform(learning_rate):
-        if train_config.optimizer == "sgd":
-            return optax.chain(optax.add_decayed_weights(train_config.weight_decay, decay_mask),
-                               optax.sgd(learning_rate, momentum=train_config.momentum, nesterov=True))
-        return optax.adamw(learning_rate, weight_decay=train_config.weight_decay, mask=decay_mask)
+        if name == "sgd":
+            return optax.chain(optax.add_decayed_weights(weight_decay, decay_mask),
+                               optax.sgd(learning_rate, momentum=momentum, nesterov=True))
+        return optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
 
-    return nnx.Optimizer(model, optax.inject_hyperparams(transform)(learning_rate=0.0), wrt=nnx.Param)
+    return optax.inject_hyperparams(transform)(learning_rate=0.0)
 
 
 def reset_optimizer(optimizer: nnx.Optimizer, model) -> None:

@@ -149,6 +149,12 @@ def test_train_step_compiles_once_per_image_shape():
         train.train_step(model, optimizer, images, targets, jnp.asarray([arch, [0, 0]]), jnp.float32(0.1 / (step + 1)),
                          jnp.bool_(distill), jnp.int32(count))
     assert train_step_cache_size() == before + 1
+    fresh = Toy(nnx.Rngs(1))
+    fresh_optimizer = train.create_optimizer(fresh, optimizer_config())
+    train.commit_to_device(fresh, fresh_optimizer)
+    train.train_step(fresh, fresh_optimizer, images, targets, jnp.asarray([[0, 1], [0, 0]]), jnp.float32(0.1),
+                     jnp.bool_(True), jnp.int32(2))
+    assert train_step_cache_size() == before + 1, "a new model and optimizer of the same config retraced"
     wider = jnp.concatenate([images, images], axis=2)
     model = Toy(nnx.Rngs(0))
     model.w = nnx.Param(jnp.zeros((24, 5)))
