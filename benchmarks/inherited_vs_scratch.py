@@ -20,19 +20,20 @@ import numpy as np
 
 
 def experiment(tiny: bool, runs_dir: str) -> dict:
-    phases = [{"name": "full", "epochs": 2, "lr": 0.1},
-              {"name": "kernel", "epochs": 1, "lr": 0.05, "kernel": [3, 5, 7]},
-              {"name": "depth", "epochs": 1, "lr": 0.05, "kernel": [3, 5, 7], "depth": [2, 3, 4]},
-              {"name": "expand", "epochs": 2, "lr": 0.05, "kernel": [3, 5, 7], "depth": [2, 3, 4],
+    phases = [{"name": "full", "epochs": 4, "lr": 0.003},
+              {"name": "kernel", "epochs": 1, "lr": 0.001, "kernel": [3, 5, 7]},
+              {"name": "depth", "epochs": 1, "lr": 0.001, "kernel": [3, 5, 7], "depth": [2, 3, 4]},
+              {"name": "expand", "epochs": 2, "lr": 0.001, "kernel": [3, 5, 7], "depth": [2, 3, 4],
                "expand": [3, 4, 6]}]
     if tiny:
         phases = [dict(p, epochs=0.5) for p in phases]
+    resolution = 32
     return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
-            "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: one train-step compile
-            "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 2048,
+            "space": {"name": "ofa_mbv3", "resolutions": [resolution]},  # one resolution: one train-step compile
+            "data": {"name": "shapes", "resolution": resolution, "num_train": 128 if tiny else 2048,
                      "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 500},
             "supernet": {"width_mult": 0.25 if tiny else 0.35},
-            "train": {"batch_size": 16 if tiny else 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 3e-5,
+            "train": {"batch_size": 16 if tiny else 64, "optimizer": "adamw", "weight_decay": 1e-4,
                       "label_smoothing": 0.1, "warmup_epochs": 0.25, "sandwich": True, "num_random": 2,
                       "distill": True, "bn_calibration_batches": 2 if tiny else 8, "checkpoint_every": 100,
                       "phases": phases}}

@@ -33,12 +33,13 @@ class ElasticBatchNorm(nnx.Module):
 
     `normalize` is pure: modes 'train' and 'calibrate' normalize with batch statistics and return them
     (train: unbiased variance, for the running update; calibrate: biased, OFA's reset_running_statistics),
-    padded to full width with the active channel count; mode 'eval' uses the running statistics.
+    padded to full width with the active channel count; mode 'eval' uses the running statistics. `zero_scale`
+    starts the scale at zero (the last BN of a residual block, OFA's `zero_last_gamma`).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, zero_scale: bool = False):
         self.channels = channels
-        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.scale = nnx.Param(jnp.full((channels,), 0.0 if zero_scale else 1.0, jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
         self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
         self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
@@ -111,7 +112,7 @@ class ElasticMBConv(nnx.Module):
             self.se_expand_kernel = nnx.Param(he_fout(rngs, (r, mid), mid))
             self.se_expand_bias = nnx.Param(jnp.zeros((mid,), jnp.float32))
         self.project_kernel = nnx.Param(he_fout(rngs, (mid, out_channels), out_channels))
-        self.project_bn = ElasticBatchNorm(out_channels)
+        self.project_bn = ElasticBatchNorm(out_channels, zero_scale=self.residual)
 
     def batch_norms(self) -> list[ElasticBatchNorm]:
         return [self.expand_bn, self.depthwise_bn, self.project_bn]

@@ -27,8 +27,28 @@ def batch():
             jnp.asarray(rng.integers(0, 5, 4), jnp.int32))
 
 
-def _model(space, seed=0):
-    return OFAMobileNetV3(space, width_mult=0.25, num_classes=5, rngs=nnx.Rngs(seed))
+def _model(space, seed=0, trained_scales=True):
+    """A fresh supernet; with `trained_scales` every BN scale is 1, as residual branches are after training (they
+    start at 0), so depth and the residual blocks' choices change the output."""
+    model = OFAMobileNetV3(space, width_mult=0.25, num_classes=5, rngs=nnx.Rngs(seed))
+    if trained_scales:
+        for bn in model.batch_norms():
+            bn.scale[...] = jnp.ones_like(bn.scale[...])
+    return model
+
+
+def test_residual_blocks_start_as_identity_so_a_deep_subnet_starts_as_its_shallow_part(space, batch):
+    model = _model(space, trained_scales=False)
+    shallow = space.smallest()
+    deep = shallow.copy()
+    tail_blocks = np.array([4 * stage + b for stage in range(5) for b in range(1, 4)])  # the residual blocks
+    deep[DEPTH] = 2
+    deep[KERNEL.start + tail_blocks] = 2
+    deep[EXPAND.start + tail_blocks] = 2
+    np.testing.assert_array_equal(_eval(model, batch[0], jnp.asarray(shallow)), _eval(model, batch[0], jnp.asarray(deep)))
+    residual = [block for block in model.blocks if block.residual]
+    assert residual and all(np.all(np.asarray(b.project_bn.scale[...]) == 0) for b in residual)
+    assert all(np.all(np.asarray(b.project_bn.scale[...]) == 1) for b in model.blocks if not b.residual)
 
 
 TRACES = {"train": 0, "eval": 0}
