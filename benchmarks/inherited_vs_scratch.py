@@ -27,10 +27,9 @@ def experiment(tiny: bool, runs_dir: str) -> dict:
                "expand": [3, 4, 6]}]
     if tiny:
         phases = [dict(p, epochs=0.5) for p in phases]
-    resolution = 32
     return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
-            "space": {"name": "ofa_mbv3", "resolutions": [resolution]},  # one resolution: one train-step compile
-            "data": {"name": "shapes", "resolution": resolution, "num_train": 128 if tiny else 2048,
+            "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: one train-step compile
+            "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 2048,
                      "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 500},
             "supernet": {"width_mult": 0.25 if tiny else 0.35},
             "train": {"batch_size": 16 if tiny else 64, "optimizer": "adamw", "weight_decay": 1e-4,
