@@ -38,7 +38,7 @@ class OFAMobileNetV3(nnx.Module):
 
     Every residual block's last BN scale starts at zero (OFA's `zero_last_gamma`), so at initialisation each block
     is the identity and a deep subnet starts as its shallow part. Trained from scratch on `shapes`, the largest
-    subnet (width 0.5, 32 px, 250 AdamW steps) then reaches 43% test accuracy instead of 28%.
+    subnet (width 0.5, 32 px, AdamW) reaches 43% test accuracy after 250 steps; with scales at 1, 28% after 300.
     """
 
     def __init__(self, space=None, *, width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
