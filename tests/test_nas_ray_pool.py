@@ -40,7 +40,7 @@ class TinyJaxModel:
         return np.asarray(self._forward(self.weights, np.asarray(x, np.float32)))
 
     def slow_predict(self, x):
-        Path(self.marker_dir, f"attempt-{time.time_ns()}").touch()
+        Path(self.marker_dir, f"attempt-{os.getpid()}-{time.time_ns()}").touch()
         time.sleep(1.0)
         return self.predict(x)
 
@@ -139,10 +139,11 @@ def test_killed_actor_process_loses_no_task(pool, payload):
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(results=pool.map("slow_predict", inputs)))
     worker.start()
+    started_on_victim = lambda: any(p.name.startswith(f"attempt-{pids[0]}-") for p in marker_dir.iterdir())
     deadline = time.time() + 30
-    while not any(marker_dir.iterdir()) and time.time() < deadline:
+    while not started_on_victim() and time.time() < deadline:  # kill it mid-task, not before it took one
         time.sleep(0.05)
-    assert any(marker_dir.iterdir()), "no task started"
+    assert started_on_victim(), "no task started on the actor to kill"
     os.kill(pids[0], signal.SIGKILL)
     worker.join(timeout=60)
     assert not worker.is_alive()
