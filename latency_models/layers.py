@@ -236,10 +236,10 @@ class OFAMobileNetV3Layers(SpaceLayers):
             self.fixed_ids[r, 0] = add(stem)
             self.fixed_ids[r, 1] = add(Layer("mbconv", hw, first, first, 3, 1, first, 0, "relu"))
             cin = first
-            for s, stage in enumerate(m.STAGES):
+            for s, (stage, stage_stride) in enumerate(zip(m.STAGES, space.stage_strides)):
                 cout = _scaled(stage["out_channels"], width_mult)
                 for b in range(B):
-                    c, stride = (cin, stage["stride"]) if b == 0 else (cout, 1)
+                    c, stride = (cin, stage_stride) if b == 0 else (cout, 1)
                     for ki, k in enumerate(m.KERNEL_CHOICES):
                         for ei, e in enumerate(m.EXPAND_CHOICES):
                             mid = m.make_divisible(c * e)

@@ -19,10 +19,13 @@ DATASETS = ("shapes", "digits", "cifar10", "imagefolder", "npz")
 class SpaceConfig(Section):
     name: str = field("ofa_mbv3", doc="registered search space")
     resolutions: Optional[list[int]] = field(None, ge=8, doc="ofa_mbv3: input resolutions to choose from")
+    stage_strides: Optional[list[int]] = field(None, doc="ofa_mbv3: stride (1 or 2) of each elastic stage's first "
+                                               "block, 5 values; OFA's 2 2 2 1 2 when left out")
     tasks: Optional[list[str]] = field(None, doc="encdec: dense tasks, one decoder each")
 
     def hparams(self) -> dict:
-        return {k: tuple(v) for k, v in (("resolutions", self.resolutions), ("tasks", self.tasks)) if v is not None}
+        given = (("resolutions", self.resolutions), ("stage_strides", self.stage_strides), ("tasks", self.tasks))
+        return {k: tuple(v) for k, v in given if v is not None}
 
     def check(self, path: str) -> None:
         try:

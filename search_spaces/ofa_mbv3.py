@@ -31,6 +31,7 @@ STAGES = (
     {"out_channels": 112, "stride": 1, "act": "hswish", "se": True},
     {"out_channels": 160, "stride": 2, "act": "hswish", "se": True},
 )
+DEFAULT_STAGE_STRIDES = tuple(stage["stride"] for stage in STAGES)
 
 # block b runs iff the stage's depth index is at least this (the first depth choice deeper than b)
 _MIN_DEPTH_INDEX = np.array([min(i for i, d in enumerate(DEPTH_CHOICES) if d > b) for b in range(MAX_DEPTH)])
@@ -46,12 +47,21 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 class OFAMobileNetV3Space(Space):
-    """46 decisions: resolution, 5 stage depths, 20 block kernels, 20 block expand ratios (see module constants)."""
+    """46 decisions: resolution, 5 stage depths, 20 block kernels, 20 block expand ratios (see module constants).
 
-    def __init__(self, resolutions=DEFAULT_RESOLUTIONS):
+    `stage_strides` are the strides of the 5 elastic stages' first blocks (OFA: 2, 2, 2, 1, 2, for 128-224 px).
+    Small inputs keep more resolution with some set to 1: at 32 px OFA's network sees 8 x 8 after its first elastic
+    stage; with (1, 2, 2, 1, 2) it sees 16 x 16. Supernets, extracted networks and latency tables follow them.
+    """
+
+    def __init__(self, resolutions=DEFAULT_RESOLUTIONS, stage_strides=DEFAULT_STAGE_STRIDES):
         resolutions = tuple(int(r) for r in resolutions)
         if not resolutions or any(r < 8 for r in resolutions) or len(set(resolutions)) != len(resolutions):
             raise UserInputError(f"ofa_mbv3: resolutions must be distinct integers >= 8, got {list(resolutions)}")
+        stage_strides = tuple(stage_strides)
+        if len(stage_strides) != NUM_STAGES or any(s not in (1, 2) or isinstance(s, bool) for s in stage_strides):
+            raise UserInputError(f"ofa_mbv3: stage_strides must be {NUM_STAGES} strides, each 1 or 2, got "
+                                 f"{list(stage_strides)}")
         resolutions = tuple(sorted(resolutions))
         decisions = [Categorical("resolution", resolutions)]
         decisions += [Categorical(f"depth_{s}", DEPTH_CHOICES) for s in range(NUM_STAGES)]
@@ -59,8 +69,12 @@ class OFAMobileNetV3Space(Space):
                       for s in range(NUM_STAGES) for b in range(MAX_DEPTH)]
         decisions += [Categorical(f"expand_{s}_{b}", EXPAND_CHOICES)
                       for s in range(NUM_STAGES) for b in range(MAX_DEPTH)]
-        super().__init__("ofa_mbv3", decisions, {"resolutions": resolutions})
+        hparams = {"resolutions": resolutions}
+        if stage_strides != DEFAULT_STAGE_STRIDES:  # configs, tables and checkpoints of OFA's strides stay as they were
+            hparams["stage_strides"] = stage_strides
+        super().__init__("ofa_mbv3", decisions, hparams)
         self.resolutions = resolutions
+        self.stage_strides = stage_strides
 
     def block_active(self, archs) -> np.ndarray:
         """(N, 5, 4) bool: block b of stage s runs iff b < depth_s."""

@@ -8,8 +8,8 @@ from flax import nnx
 from jax import lax
 
 from search_spaces.errors import UserInputError
-from search_spaces.ofa_mbv3 import (DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND, FIRST_CHANNELS, KERNEL,
-                                    MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
+from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
+                                    FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
 from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, pointwise
 from supernets.static import hswish, relu
@@ -17,14 +17,14 @@ from supernets.static import hswish, relu
 MODES = ("train", "eval", "calibrate")
 
 
-def stage_layout(width_mult: float) -> list[dict]:
+def stage_layout(width_mult: float, stage_strides=DEFAULT_STAGE_STRIDES) -> list[dict]:
     """Per elastic block (stage-major): in/out channels, stride, activation, SE, stage and index in the stage."""
     blocks, in_channels = [], make_divisible(FIRST_CHANNELS * width_mult, 8)
-    for s, stage in enumerate(STAGES):
+    for s, (stage, stride) in enumerate(zip(STAGES, stage_strides)):
         out_channels = make_divisible(stage["out_channels"] * width_mult, 8)
         for b in range(MAX_DEPTH):
             blocks.append({"stage": s, "index": b, "in_channels": in_channels, "out_channels": out_channels,
-                           "stride": stage["stride"] if b == 0 else 1, "act": stage["act"], "se": stage["se"]})
+                           "stride": stride if b == 0 else 1, "act": stage["act"], "se": stage["se"]})
             in_channels = out_channels
     return blocks
 
@@ -58,7 +58,7 @@ class OFAMobileNetV3(nnx.Module):
         self.first_block_depthwise_bn = ElasticBatchNorm(first)
         self.first_block_project = nnx.Param(he_fout(rngs, (first, first), first))
         self.first_block_project_bn = ElasticBatchNorm(first, zero_scale=True)
-        self.layout = stage_layout(width_mult)
+        self.layout = stage_layout(width_mult, getattr(space, "stage_strides", DEFAULT_STAGE_STRIDES))
         self.blocks = nnx.List([
             ElasticMBConv(b["in_channels"], b["out_channels"], b["stride"], b["act"], b["se"], rngs=rngs)
             for b in self.layout])

@@ -46,6 +46,20 @@ def test_ofa_block_channels_follow_stages(ofa):
     assert blocks[4].expand == 24 * 6
 
 
+def test_ofa_block_sizes_follow_the_space_stage_strides():
+    strided = get_space("ofa_mbv3", resolutions=(32,), stage_strides=(1, 2, 2, 1, 2))
+    default = get_space("ofa_mbv3", resolutions=(32,))
+    sizes = {}
+    for space in (default, strided):
+        table = layer_table(space, space.largest())
+        blocks = [table.layers[i] for i in table.index[0, 2:22]]
+        sizes[space.stage_strides] = ([b.hw for b in blocks[::4]], [b.stride for b in blocks[::4]])
+    assert sizes[default.stage_strides] == ([16, 8, 4, 2, 2], [2, 2, 2, 1, 2])
+    assert sizes[strided.stage_strides] == ([16, 16, 8, 4, 4], [1, 2, 2, 1, 2])
+    assert layer_table(strided, strided.largest()).totals()["macs"][0] > \
+        layer_table(default, default.largest()).totals()["macs"][0]
+
+
 def test_mbconv_macs_by_hand():
     layer = Layer("mbconv", 8, 16, 24, 3, 2, 48, 0, "relu")
     expected = 8 * 8 * 16 * 48 + 4 * 4 * 9 * 48 + 4 * 4 * 48 * 24

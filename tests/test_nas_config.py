@@ -21,6 +21,7 @@ def test_valid_config_fills_defaults_and_round_trips(tmp_path):
     assert config.train.phases[1].kernel == [3, 5, 7]
     assert config.targets[0].budgets_ms == [1.5, 3.0]
     assert config.build_space().resolutions == (32, 48)
+    assert config.build_space().stage_strides == (2, 2, 2, 1, 2)
     again = tmp_path / "again.yaml"
     again.write_text(dump_config(config))
     assert load_config(again) == config
@@ -34,6 +35,8 @@ def test_valid_config_fills_defaults_and_round_trips(tmp_path):
     ({"train": {"phases": [{"name": "k", "lr": "fast"}]}}, "train.phases[0].lr must be a number"),
     ({"space": {"name": "resnet"}}, "unknown search space 'resnet'"),
     ({"space": {"name": "ofa_mbv3", "resolutions": [4]}}, "space.resolutions = 4 is out of range"),
+    ({"space": {"name": "ofa_mbv3", "stage_strides": [1, 2]}},
+     "space: ofa_mbv3: stage_strides must be 5 strides, each 1 or 2, got [1, 2]"),
     ({"data": {"name": "cifar10"}}, "data.root is required"),
     ({"targets": [{"device": "a"}, {"device": "a"}]}, "list a device twice"),
     ({"targets": [{"device": "a", "budgets_ms": [-1]}]}, "targets[0].budgets_ms = -1.0 is out of range"),

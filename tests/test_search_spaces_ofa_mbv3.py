@@ -14,6 +14,20 @@ def test_cardinality_is_7371_to_the_fifth_per_resolution():
     assert get_space("ofa_mbv3", resolutions=(32, 64, 96)).cardinality() == 3 * 7371 ** 5
 
 
+def test_stage_strides_are_part_of_the_space_config():
+    assert space.stage_strides == (2, 2, 2, 1, 2) and "stage_strides" not in space.config()
+    small_input = get_space("ofa_mbv3", resolutions=(32,), stage_strides=[1, 2, 2, 1, 2])
+    config = small_input.config()
+    assert config["stage_strides"] == [1, 2, 2, 1, 2]
+    assert get_space(**config).stage_strides == (1, 2, 2, 1, 2)
+
+
+@pytest.mark.parametrize("bad", [(1, 2, 2, 1), (1, 2, 3, 1, 2), (True, 2, 2, 1, 2)])
+def test_bad_stage_strides_name_the_value_and_what_is_allowed(bad):
+    with pytest.raises(UserInputError, match=r"stage_strides must be 5 strides, each 1 or 2, got \["):
+        get_space("ofa_mbv3", stage_strides=bad)
+
+
 def test_blocks_beyond_stage_depth_are_inactive_and_collapse():
     arch = space.smallest().copy()
     arch[DEPTH] = 0  # depth 2 everywhere

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from search_spaces import get_space
+from search_spaces.ofa_mbv3 import DEPTH
 from supernets.bn_calibration import calibrate_bn
 from supernets.extract import extract
 from supernets.ofa_mbv3 import OFAMobileNetV3
@@ -47,16 +48,14 @@ def _in_float64(model):
     return model
 
 
-def test_extracted_networks_equal_the_calibrated_supernet():
+def _assert_extraction_equals_supernet(space, archs):
     """Checked in float64, where both formulations agree to rounding: in float32 this perturbed random network
     amplifies the different summation orders (grouped vs shifted-product depthwise conv) to ~1e-3 relative."""
-    space = get_space("ofa_mbv3", resolutions=(RES,))
     model = _perturbed_model(space)
     with jax.enable_x64(True):
         model = _in_float64(model)
         rng = np.random.default_rng(1)
         batches = [jnp.asarray(rng.standard_normal((16, RES, RES, 3)), jnp.float64) for _ in range(3)]
-        archs = np.concatenate([space.smallest()[None], space.largest()[None], space.sample(8, 2)])
         for arch in archs:
             calibrate_bn(model, arch, batches[:2])
             expected = np.asarray(_eval(model, batches[2], jnp.asarray(arch)))
@@ -70,6 +69,20 @@ def test_extracted_networks_equal_the_calibrated_supernet():
             rebuilt = nnx.eval_shape(lambda: StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(1)))
             assert rebuilt.to_config() == config
             assert len(config["blocks"]) == 1 + int(np.sum(space.block_active(arch)))
+            depths = space.values(arch)[0][DEPTH]
+            assert [b["stride"] for b in config["blocks"][1:]] == [
+                stride if b == 0 else 1 for stride, depth in zip(space.stage_strides, depths) for b in range(depth)]
+
+
+def test_extracted_networks_equal_the_calibrated_supernet():
+    space = get_space("ofa_mbv3", resolutions=(RES,))
+    _assert_extraction_equals_supernet(space, np.concatenate([space.smallest()[None], space.largest()[None],
+                                                              space.sample(8, 2)]))
+
+
+def test_extraction_follows_the_space_stage_strides():
+    space = get_space("ofa_mbv3", resolutions=(RES,), stage_strides=(1, 2, 2, 1, 1))
+    _assert_extraction_equals_supernet(space, np.stack([space.smallest(), space.largest(), space.sample(1, 3)[0]]))
 
 
 def test_extracted_network_uses_grouped_convolution_not_the_training_op():
