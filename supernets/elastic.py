@@ -173,23 +173,30 @@ class ElasticMBConv(nnx.Module):
         Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
         runs at full width (padded channels stay zero) under a switch over the kernel size; with `active` given,
         `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
+
+        In training the block is rematerialised (`jax.checkpoint`): JAX's autodiff of a switch or cond keeps the
+        residuals of every branch, zero-filled for the branches not taken, so without it a small or skipped block
+        stored as much for the backward pass as the largest. Rematerialised, a block keeps only its input and
+        recomputes the branch it took.
         """
         expands = range(len(EXPAND_CHOICES))
 
-        def run(x):
+        def run(p, x, expand_index, kernel_index):
             h, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
             h = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h)
             y, (s_depthwise, s_project) = lax.switch(
                 expand_index, [partial(self._project, p, mode, e) for e in expands], h, x)
             return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project))
 
-        def skip(x):
+        def skip(p, x, expand_index, kernel_index):
             names = ("expand_bn", "depthwise_bn", "project_bn")
             return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names))
 
+        if mode == "train":
+            run = jax.checkpoint(run)
         if active is None:
-            return run(x)
-        return lax.cond(active, run, skip, x)
+            return run(p, x, expand_index, kernel_index)
+        return lax.cond(active, run, skip, p, x, expand_index, kernel_index)
 
     def sort_channels(self, expand_stage: int = 0):
         """OFA's re_organize_middle_weights: order the expanded channels by L1 norm of their projection weights.

@@ -92,3 +92,36 @@ def test_extracted_network_uses_grouped_convolution_not_the_training_op():
     jaxpr = str(jax.make_jaxpr(lambda x: net(x))(jnp.ones((1, RES, RES, 3))))
     assert "feature_group_count=48" in jaxpr
     assert "custom_vjp_call" not in jaxpr and "cond[" not in jaxpr
+
+
+def _input_and_first_conv_grads(module, first_conv_kernel, x, cotangent, call):
+    """d(sum(logits * cotangent)) / d(x, first conv kernel) of `call(module, x)` in training mode."""
+    graphdef, state = nnx.as_pure(nnx.split(module))
+
+    def loss(x, kernel):
+        merged = nnx.merge(graphdef, state)
+        first_conv_kernel(merged).set_value(kernel)
+        return jnp.sum(call(merged, x) * cotangent)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, first_conv_kernel(module).get_value())
+
+
+def test_training_gradients_equal_the_extracted_networks():
+    """The supernet's backward pass (switches, skipped blocks, rematerialised blocks) gives the gradients of the
+    plain static subnet, in training mode (batch statistics), through every block down to the input."""
+    space = get_space("ofa_mbv3", resolutions=(RES,))
+    model = _perturbed_model(space)
+    with jax.enable_x64(True):
+        model = _in_float64(model)
+        rng = np.random.default_rng(2)
+        x = jnp.asarray(rng.standard_normal((8, RES, RES, 3)), jnp.float64)
+        cotangent = jnp.asarray(rng.standard_normal((8, 5)), jnp.float64)
+        for arch in np.stack([space.smallest(), space.largest(), space.sample(1, 4)[0]]):
+            net = extract(model, arch)
+            ours = _input_and_first_conv_grads(model, lambda m: m.first_conv_kernel, x, cotangent,
+                                               lambda m, x: m(x, jnp.asarray(arch), train=True))
+            expected = _input_and_first_conv_grads(net, lambda n: n.first_conv.conv.kernel, x, cotangent,
+                                                   lambda n, x: n(x, train=True))
+            for got, want in zip(ours, expected):
+                np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * float(np.abs(want).max()),
+                                           err_msg=space.to_string(arch))
