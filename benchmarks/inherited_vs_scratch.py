@@ -5,7 +5,7 @@ measures test accuracy (a) with inherited weights after BN calibration and (b) a
 scratch with the same optimizer for as many steps as the whole supernet training. Prints the table, the mean gap
 (goal: inherited within 1.5 points of scratch) and Kendall's tau between the two rankings (goal: >= 0.6).
 
-    python benchmarks/inherited_vs_scratch.py            # minutes on a laptop CPU
+    python benchmarks/inherited_vs_scratch.py            # about an hour on a 2-core laptop CPU
     python benchmarks/inherited_vs_scratch.py --tiny     # smoke run, seconds of training
 """
 
@@ -20,21 +20,21 @@ import numpy as np
 
 
 def experiment(tiny: bool, runs_dir: str) -> dict:
-    phases = [{"name": "full", "epochs": 4, "lr": 0.003},
-              {"name": "kernel", "epochs": 1, "lr": 0.001, "kernel": [3, 5, 7]},
-              {"name": "depth", "epochs": 1, "lr": 0.001, "kernel": [3, 5, 7], "depth": [2, 3, 4]},
-              {"name": "expand", "epochs": 2, "lr": 0.001, "kernel": [3, 5, 7], "depth": [2, 3, 4],
+    """The supernet run: one phase with every choice elastic from the start and the sandwich rule (largest,
+    smallest and 3 random subnets per step, gradients summed), BigNAS-style rather than progressive shrinking, and
+    no in-place distillation. Measured on `shapes` with these 1,024 steps: the largest subnet is barely better than
+    the others, so as a teacher it held the students about 10 points below learning from the labels. With 256
+    steps, progressive shrinking (half of them on the full network) left the small subnets 14 to 21 points short."""
+    phases = [{"name": "all", "epochs": 0.5 if tiny else 16, "lr": 0.003, "kernel": [3, 5, 7], "depth": [2, 3, 4],
                "expand": [3, 4, 6]}]
-    if tiny:
-        phases = [dict(p, epochs=0.5) for p in phases]
     return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
             "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: one train-step compile
-            "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 2048,
-                     "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 500},
+            "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 4096,
+                     "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 2000},
             "supernet": {"width_mult": 0.25 if tiny else 0.35},
             "train": {"batch_size": 16 if tiny else 64, "optimizer": "adamw", "weight_decay": 1e-4,
-                      "label_smoothing": 0.1, "warmup_epochs": 0.25, "sandwich": True, "num_random": 2,
-                      "distill": True, "bn_calibration_batches": 2 if tiny else 8, "checkpoint_every": 100,
+                      "label_smoothing": 0.1, "warmup_epochs": 0.25, "sandwich": True, "num_random": 3,
+                      "distill": False, "bn_calibration_batches": 2 if tiny else 8, "checkpoint_every": 100,
                       "phases": phases}}
 
 
@@ -46,8 +46,8 @@ def subnet_ladder(space, count: int, seed: int) -> np.ndarray:
 
 
 def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, subnet_rows: int):
-    """The subnet `arch` alone, trained with the supernet's optimizer and a warm-up + cosine schedule; its row is
-    padded to the supernet run's `subnet_rows`, so the supernet's compiled training step serves it."""
+    """The subnet `arch` alone, trained with the supernet's optimizer and its first phase's warm-up + cosine
+    schedule stretched to `steps`; its row is padded to the supernet run's `subnet_rows`, so the supernet's compiled training step serves it."""
     import jax.numpy as jnp
 
     from nas import train
@@ -56,10 +56,10 @@ def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, 
     model = train.create_model(config, space, num_classes, data.channels)
     optimizer = train.create_optimizer(model, config.train)
     train.commit_to_device(model, optimizer)
-    schedule = Phase(0, "scratch", 0, steps, config.train.phases[0].lr,
-                     min(round(config.train.warmup_epochs * steps), steps - 1),
-                     allowed_choices(space, config.train.phases[0]), False)
     stream = data.batches("train", config.train.batch_size, seed=config.seed, augment=True)
+    schedule = Phase(0, "scratch", 0, steps, config.train.phases[0].lr,
+                     min(round(config.train.warmup_epochs * stream.num_batches), steps - 1),
+                     allowed_choices(space, config.train.phases[0]), False)
     resolution = space.resolutions[int(arch[0])]
     for step in range(steps):
         batch = next(stream)
