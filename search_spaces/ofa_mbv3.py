@@ -59,9 +59,11 @@ class OFAMobileNetV3Space(Space):
         if not resolutions or any(r < 8 for r in resolutions) or len(set(resolutions)) != len(resolutions):
             raise UserInputError(f"ofa_mbv3: resolutions must be distinct integers >= 8, got {list(resolutions)}")
         stage_strides = tuple(stage_strides)
-        if len(stage_strides) != NUM_STAGES or any(s not in (1, 2) or isinstance(s, bool) for s in stage_strides):
+        if len(stage_strides) != NUM_STAGES or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s in (1, 2) for s in stage_strides):
             raise UserInputError(f"ofa_mbv3: stage_strides must be {NUM_STAGES} strides, each 1 or 2, got "
                                  f"{list(stage_strides)}")
+        stage_strides = tuple(int(s) for s in stage_strides)
         resolutions = tuple(sorted(resolutions))
         decisions = [Categorical("resolution", resolutions)]
         decisions += [Categorical(f"depth_{s}", DEPTH_CHOICES) for s in range(NUM_STAGES)]

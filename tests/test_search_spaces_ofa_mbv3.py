@@ -22,7 +22,7 @@ def test_stage_strides_are_part_of_the_space_config():
     assert get_space(**config).stage_strides == (1, 2, 2, 1, 2)
 
 
-@pytest.mark.parametrize("bad", [(1, 2, 2, 1), (1, 2, 3, 1, 2), (True, 2, 2, 1, 2)])
+@pytest.mark.parametrize("bad", [(1, 2, 2, 1), (1, 2, 3, 1, 2), (True, 2, 2, 1, 2), (1.0, 2, 2, 1, 2)])
 def test_bad_stage_strides_name_the_value_and_what_is_allowed(bad):
     with pytest.raises(UserInputError, match=r"stage_strides must be 5 strides, each 1 or 2, got \["):
         get_space("ofa_mbv3", stage_strides=bad)
