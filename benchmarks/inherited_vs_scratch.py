@@ -47,7 +47,8 @@ def subnet_ladder(space, count: int, seed: int) -> np.ndarray:
 
 def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, subnet_rows: int):
     """The subnet `arch` alone, trained with the supernet's optimizer and its first phase's warm-up + cosine
-    schedule stretched to `steps`; its row is padded to the supernet run's `subnet_rows`, so the supernet's compiled training step serves it."""
+    schedule stretched to `steps`; its row is padded to the supernet run's `subnet_rows`, so the supernet's
+    compiled training step serves it."""
     import jax.numpy as jnp
 
     from nas import train
