@@ -49,15 +49,14 @@ def test_ofa_block_channels_follow_stages(ofa):
 def test_ofa_block_sizes_follow_the_space_stage_strides():
     strided = get_space("ofa_mbv3", resolutions=(32,), stage_strides=(1, 2, 2, 1, 2))
     default = get_space("ofa_mbv3", resolutions=(32,))
+    tables = {space.stage_strides: layer_table(space, space.largest()) for space in (default, strided)}
     sizes = {}
-    for space in (default, strided):
-        table = layer_table(space, space.largest())
+    for strides, table in tables.items():
         blocks = [table.layers[i] for i in table.index[0, 2:22]]
-        sizes[space.stage_strides] = ([b.hw for b in blocks[::4]], [b.stride for b in blocks[::4]])
+        sizes[strides] = ([b.hw for b in blocks[::4]], [b.stride for b in blocks[::4]])
     assert sizes[default.stage_strides] == ([16, 8, 4, 2, 2], [2, 2, 2, 1, 2])
     assert sizes[strided.stage_strides] == ([16, 16, 8, 4, 4], [1, 2, 2, 1, 2])
-    assert layer_table(strided, strided.largest()).totals()["macs"][0] > \
-        layer_table(default, default.largest()).totals()["macs"][0]
+    assert tables[strided.stage_strides].totals()["macs"][0] > tables[default.stage_strides].totals()["macs"][0]
 
 
 def test_mbconv_macs_by_hand():
