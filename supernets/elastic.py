@@ -167,36 +167,88 @@ class ElasticMBConv(nnx.Module):
             y = y + x
         return y, (s_depthwise, s_project)
 
+    def _forward(self, p: dict, x, expand_index, kernel_index, mode: str):
+        """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode).
+
+        Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
+        runs at full width (padded channels stay zero) under a switch over the kernel size.
+        """
+        expands = range(len(EXPAND_CHOICES))
+        h, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
+        h = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h)
+        y, (s_depthwise, s_project) = lax.switch(
+            expand_index, [partial(self._project, p, mode, e) for e in expands], h, x)
+        return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project))
+
+    def _skip(self, p: dict, x, mode: str):
+        names = ("expand_bn", "depthwise_bn", "project_bn")
+        return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names))
+
+    _EXPAND_KEYS = ("expand_kernel", "expand_bn")
+    _DEPTHWISE_KEYS = ("depthwise_kernel", "transform_5", "transform_3")
+    _PROJECT_KEYS = ("depthwise_bn", "project_kernel", "project_bn")
+    _SE_KEYS = ("se_reduce_kernel", "se_reduce_bias", "se_expand_kernel", "se_expand_bias")
+
+    def _backward(self, p: dict, x, expand_index, kernel_index, dy):
+        """(d p, d x) of the training-mode block output for cotangent dy: recompute the expanded and depthwise
+        activations, then pull dy back through projection, depthwise and expansion, one `lax.switch` each whose
+        branches are plain `jax.vjp`s of static-shape functions. BN statistics carry no gradient (stop_gradient)."""
+        expands = range(len(EXPAND_CHOICES))
+
+        def pull(fn, keys, ct, *args):
+            sub = {n: p[n] for n in keys}
+            return jax.vjp(lambda sub, *args: fn({**p, **sub}, *args)[0], sub, *args)[1](ct)
+
+        def project_vjp(e, h, x, dy):
+            keys = self._PROJECT_KEYS + (self._SE_KEYS if self.se else ())
+            return pull(lambda q, h, x: self._project(q, "train", e, h, x), keys, dy, h, x)
+
+        def depthwise_vjp(k, h, dh):
+            return pull(lambda q, h: (self._depthwise(q, k, h),), self._DEPTHWISE_KEYS, dh, h)
+
+        def expand_vjp(e, x, dh):
+            return pull(lambda q, x: self._expand(q, "train", e, x), self._EXPAND_KEYS, dh, x)
+
+        h1 = lax.switch(expand_index, [lambda x, e=e: self._expand(p, "train", e, x)[0] for e in expands], x)
+        h2 = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h1)
+        d_project, dh2, dx_shortcut = lax.switch(expand_index, [partial(project_vjp, e) for e in expands], h2, x, dy)
+        d_depthwise, dh1 = lax.switch(kernel_index, [partial(depthwise_vjp, k) for k in KERNEL_SIZES], h1, dh2)
+        d_expand, dx = lax.switch(expand_index, [partial(expand_vjp, e) for e in expands], x, dh1)
+        return {**d_expand, **d_depthwise, **d_project}, dx + dx_shortcut
+
     def apply(self, p: dict, x, expand_index, kernel_index, active, mode: str):
         """The block on weights `p` (`arrays()`) at traced choice indices: (y, its 3 BN statistics or None).
 
-        Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
-        runs at full width (padded channels stay zero) under a switch over the kernel size; with `active` given,
-        `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
+        With `active` given, `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
 
-        In training the block is rematerialised (`jax.checkpoint`): JAX's autodiff of a switch or cond keeps the
-        residuals of every branch, zero-filled for the branches not taken, so without it a small or skipped block
-        stored as much for the backward pass as the largest. Rematerialised, a block keeps only its input and
-        recomputes the branch it took.
+        In training the block has a hand-written backward (`jax.custom_vjp`) that keeps only the block's input
+        and recomputes the branch it took (`_backward`). JAX's own autodiff of a switch or cond keeps the
+        residuals of every branch, zero-filled for the branches not taken, so a small or skipped block stored as
+        much as the largest; and tracing that autodiff (or `jax.checkpoint` around it) took most of the compile.
         """
-        expands = range(len(EXPAND_CHOICES))
 
-        def run(p, x, expand_index, kernel_index):
-            h, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
-            h = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h)
-            y, (s_depthwise, s_project) = lax.switch(
-                expand_index, [partial(self._project, p, mode, e) for e in expands], h, x)
-            return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project))
+        def forward(p, x, e, k, active):
+            if active is None:
+                return self._forward(p, x, e, k, mode)
+            return lax.cond(active, lambda p, x, e, k: self._forward(p, x, e, k, mode),
+                            lambda p, x, e, k: self._skip(p, x, mode), p, x, e, k)
 
-        def skip(p, x, expand_index, kernel_index):
-            names = ("expand_bn", "depthwise_bn", "project_bn")
-            return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names))
+        if mode != "train":
+            return forward(p, x, expand_index, kernel_index, active)
 
-        if mode == "train":
-            run = jax.checkpoint(run)
-        if active is None:
-            return run(p, x, expand_index, kernel_index)
-        return lax.cond(active, run, skip, p, x, expand_index, kernel_index)
+        def backward(residuals, cotangents):
+            p, x, e, k, active = residuals
+            dy = cotangents[0]
+            if active is None:
+                dp, dx = self._backward(p, x, e, k, dy)
+            else:
+                dp, dx = lax.cond(active, self._backward,
+                                  lambda p, x, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy), p, x, e, k, dy)
+            return dp, dx, None, None, None
+
+        block = jax.custom_vjp(forward)
+        block.defvjp(lambda p, x, e, k, active: (forward(p, x, e, k, active), (p, x, e, k, active)), backward)
+        return block(p, x, expand_index, kernel_index, active)
 
     def sort_channels(self, expand_stage: int = 0):
         """OFA's re_organize_middle_weights: order the expanded channels by L1 norm of their projection weights.
