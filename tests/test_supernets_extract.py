@@ -107,7 +107,7 @@ def _input_and_first_conv_grads(module, first_conv_kernel, x, cotangent, call):
 
 
 def test_training_gradients_equal_the_extracted_networks():
-    """The supernet's backward pass (switches, skipped blocks, rematerialised blocks) gives the gradients of the
+    """The supernet's backward pass (switches, skipped blocks, hand-written block backward) gives the gradients of the
     plain static subnet, in training mode (batch statistics), through every block down to the input."""
     space = get_space("ofa_mbv3", resolutions=(RES,))
     model = _perturbed_model(space)
