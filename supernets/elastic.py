@@ -192,7 +192,9 @@ class ElasticMBConv(nnx.Module):
     def _backward(self, p: dict, x, expand_index, kernel_index, dy):
         """(d p, d x) of the training-mode block output for cotangent dy: recompute the expanded and depthwise
         activations, then pull dy back through projection, depthwise and expansion, one `lax.switch` each whose
-        branches are plain `jax.vjp`s of static-shape functions. BN statistics carry no gradient (stop_gradient)."""
+        branches are plain `jax.vjp`s of static-shape functions. BN statistics carry no gradient (stop_gradient).
+        The expansion's forward runs twice here (for the depthwise input, then inside its vjp): a 1x1 conv, cheaper
+        than keeping its full-width output for the backward pass."""
         expands = range(len(EXPAND_CHOICES))
 
         def pull(fn, keys, ct, *args):

@@ -43,8 +43,8 @@ def test_training_backward_equals_autodiff_of_the_forward_for_every_choice(strid
             for active in (True, False) if block.residual else (True,):
                 args = (p, x, jnp.int32(e), jnp.int32(k), jnp.bool_(active))
                 got, want = ours(*args), autodiff(*args)
-                for path, g, w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(got),
-                                      jax.tree.leaves(want)):
+                for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
                     np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5 * (float(np.abs(w).max()) + 1e-12),
-                                               err_msg=f"expand {e} kernel {k} active {active} {path[0]}")
+                                               err_msg=f"expand {e} kernel {k} active {active} "
+                                                       f"{jax.tree_util.keystr(path)}")
     assert ours._cache_size() == 1
