@@ -94,21 +94,24 @@ def test_extracted_network_uses_grouped_convolution_not_the_training_op():
     assert "custom_vjp_call" not in jaxpr and "cond[" not in jaxpr
 
 
-def _input_and_first_conv_grads(module, first_conv_kernel, x, cotangent, call):
-    """d(sum(logits * cotangent)) / d(x, first conv kernel) of `call(module, x)` in training mode."""
+def _input_and_first_conv_grads(module, first_conv_kernel, call):
+    """A jitted (x, cotangent, *args) -> d(sum(call(module, x, *args) * cotangent)) / d(x, first conv kernel), in
+    training mode; traced arguments, so the supernet compiles once for every arch."""
     graphdef, state = nnx.as_pure(nnx.split(module))
+    kernel = first_conv_kernel(module).get_value()
 
-    def loss(x, kernel):
+    def loss(x, kernel, cotangent, *args):
         merged = nnx.merge(graphdef, state)
         first_conv_kernel(merged).set_value(kernel)
-        return jnp.sum(call(merged, x) * cotangent)
+        return jnp.sum(call(merged, x, *args) * cotangent)
 
-    return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, first_conv_kernel(module).get_value())
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return lambda x, cotangent, *args: grads(x, kernel, cotangent, *args)
 
 
 def test_training_gradients_equal_the_extracted_networks():
-    """The supernet's backward pass (switches, skipped blocks, hand-written block backward) gives the gradients of the
-    plain static subnet, in training mode (batch statistics), through every block down to the input."""
+    """The supernet's backward pass (switches, skipped blocks, hand-written block backward) gives the gradients of
+    the plain static subnet, in training mode (batch statistics), through every block down to the input."""
     space = get_space("ofa_mbv3", resolutions=(RES,))
     model = _perturbed_model(space)
     with jax.enable_x64(True):
@@ -116,12 +119,13 @@ def test_training_gradients_equal_the_extracted_networks():
         rng = np.random.default_rng(2)
         x = jnp.asarray(rng.standard_normal((8, RES, RES, 3)), jnp.float64)
         cotangent = jnp.asarray(rng.standard_normal((8, 5)), jnp.float64)
+        supernet_grads = _input_and_first_conv_grads(model, lambda m: m.first_conv_kernel,
+                                                     lambda m, x, arch: m(x, arch, train=True))
         for arch in np.stack([space.smallest(), space.largest(), space.sample(1, 4)[0]]):
             net = extract(model, arch)
-            ours = _input_and_first_conv_grads(model, lambda m: m.first_conv_kernel, x, cotangent,
-                                               lambda m, x: m(x, jnp.asarray(arch), train=True))
-            expected = _input_and_first_conv_grads(net, lambda n: n.first_conv.conv.kernel, x, cotangent,
-                                                   lambda n, x: n(x, train=True))
+            ours = supernet_grads(x, cotangent, jnp.asarray(arch))
+            expected = _input_and_first_conv_grads(net, lambda n: n.first_conv.conv.kernel,
+                                                   lambda n, x: n(x, train=True))(x, cotangent)
             for got, want in zip(ours, expected):
                 np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9 * float(np.abs(want).max()),
                                            err_msg=space.to_string(arch))
