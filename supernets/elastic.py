@@ -168,33 +168,37 @@ class ElasticMBConv(nnx.Module):
         return y, (s_depthwise, s_project)
 
     def _forward(self, p: dict, x, expand_index, kernel_index, mode: str):
-        """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode).
+        """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode, (expanded, depthwise)
+        activations, which the training backward reuses).
 
         Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
         runs at full width (padded channels stay zero) under a switch over the kernel size.
         """
         expands = range(len(EXPAND_CHOICES))
-        h, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
-        h = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h)
+        h1, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
+        h2 = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h1)
         y, (s_depthwise, s_project) = lax.switch(
-            expand_index, [partial(self._project, p, mode, e) for e in expands], h, x)
-        return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project))
+            expand_index, [partial(self._project, p, mode, e) for e in expands], h2, x)
+        return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project)), (h1, h2)
 
     def _skip(self, p: dict, x, mode: str):
+        """A block beyond its stage's depth: the identity, empty statistics and zero activations."""
         names = ("expand_bn", "depthwise_bn", "project_bn")
-        return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names))
+        mid = p["expand_kernel"].shape[1]
+        h1 = jnp.zeros((*x.shape[:3], mid), x.dtype)
+        h2 = jnp.zeros((x.shape[0], -(-x.shape[1] // self.stride), -(-x.shape[2] // self.stride), mid), x.dtype)
+        return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names)), (h1, h2)
 
     _EXPAND_KEYS = ("expand_kernel", "expand_bn")
     _DEPTHWISE_KEYS = ("depthwise_kernel", "transform_5", "transform_3")
     _PROJECT_KEYS = ("depthwise_bn", "project_kernel", "project_bn")
     _SE_KEYS = ("se_reduce_kernel", "se_reduce_bias", "se_expand_kernel", "se_expand_bias")
 
-    def _backward(self, p: dict, x, expand_index, kernel_index, dy):
-        """(d p, d x) of the training-mode block output for cotangent dy: recompute the expanded and depthwise
-        activations, then pull dy back through projection, depthwise and expansion, one `lax.switch` each whose
-        branches are plain `jax.vjp`s of static-shape functions. BN statistics carry no gradient (stop_gradient).
-        The expansion's forward runs twice here (for the depthwise input, then inside its vjp): a 1x1 conv, cheaper
-        than keeping its full-width output for the backward pass."""
+    def _backward(self, p: dict, x, h1, h2, expand_index, kernel_index, dy):
+        """(d p, d x) of the training-mode block output for cotangent dy, given the block's input x and its
+        expanded (h1) and depthwise (h2) activations from the forward: pull dy back through projection, depthwise
+        and expansion, one `lax.switch` each whose branches are plain `jax.vjp`s of static-shape functions. BN
+        statistics carry no gradient (stop_gradient)."""
         expands = range(len(EXPAND_CHOICES))
 
         def pull(fn, keys, ct, *args):
@@ -211,8 +215,6 @@ class ElasticMBConv(nnx.Module):
         def expand_vjp(e, x, dh):
             return pull(lambda q, x: self._expand(q, "train", e, x), self._EXPAND_KEYS, dh, x)
 
-        h1 = lax.switch(expand_index, [lambda x, e=e: self._expand(p, "train", e, x)[0] for e in expands], x)
-        h2 = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h1)
         d_project, dh2, dx_shortcut = lax.switch(expand_index, [partial(project_vjp, e) for e in expands], h2, x, dy)
         d_depthwise, dh1 = lax.switch(kernel_index, [partial(depthwise_vjp, k) for k in KERNEL_SIZES], h1, dh2)
         d_expand, dx = lax.switch(expand_index, [partial(expand_vjp, e) for e in expands], x, dh1)
@@ -223,10 +225,11 @@ class ElasticMBConv(nnx.Module):
 
         With `active` given, `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
 
-        In training the block has a hand-written backward (`jax.custom_vjp`) that keeps only the block's input
-        and recomputes the branch it took (`_backward`). JAX's own autodiff of a switch or cond keeps the
-        residuals of every branch, zero-filled for the branches not taken, so a small or skipped block stored as
-        much as the largest; and tracing that autodiff (or `jax.checkpoint` around it) took most of the compile.
+        In training the block has a hand-written backward (`jax.custom_vjp`, `_backward`) that keeps the block's
+        input and its expanded and depthwise activations (at the largest width, zero beyond the active one) and
+        runs the vjps of the branch it took. JAX's own autodiff of a switch or cond keeps the residuals of every
+        branch, zero-filled for the branches not taken; and tracing that autodiff (or `jax.checkpoint` around it)
+        took most of the compile.
         """
 
         def forward(p, x, e, k, active):
@@ -236,20 +239,25 @@ class ElasticMBConv(nnx.Module):
                             lambda p, x, e, k: self._skip(p, x, mode), p, x, e, k)
 
         if mode != "train":
-            return forward(p, x, expand_index, kernel_index, active)
+            return forward(p, x, expand_index, kernel_index, active)[:2]
+
+        def forward_with_residuals(p, x, e, k, active):
+            y, stats, (h1, h2) = forward(p, x, e, k, active)
+            return (y, stats), (p, x, h1, h2, e, k, active)
 
         def backward(residuals, cotangents):
-            p, x, e, k, active = residuals
+            p, x, h1, h2, e, k, active = residuals
             dy = cotangents[0]
             if active is None:
-                dp, dx = self._backward(p, x, e, k, dy)
+                dp, dx = self._backward(p, x, h1, h2, e, k, dy)
             else:
                 dp, dx = lax.cond(active, self._backward,
-                                  lambda p, x, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy), p, x, e, k, dy)
+                                  lambda p, x, h1, h2, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy),
+                                  p, x, h1, h2, e, k, dy)
             return dp, dx, None, None, None
 
-        block = jax.custom_vjp(forward)
-        block.defvjp(lambda p, x, e, k, active: (forward(p, x, e, k, active), (p, x, e, k, active)), backward)
+        block = jax.custom_vjp(lambda p, x, e, k, active: forward(p, x, e, k, active)[:2])
+        block.defvjp(forward_with_residuals, backward)
         return block(p, x, expand_index, kernel_index, active)
 
     def sort_channels(self, expand_stage: int = 0):
