@@ -168,8 +168,8 @@ class ElasticMBConv(nnx.Module):
         return y, (s_depthwise, s_project)
 
     def _forward(self, p: dict, x, expand_index, kernel_index, mode: str):
-        """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode, (expanded, depthwise)
-        activations, which the training backward reuses).
+        """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode, in train mode the
+        (expanded, depthwise) activations the backward reuses, else None).
 
         Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
         runs at full width (padded channels stay zero) under a switch over the kernel size.
@@ -179,15 +179,18 @@ class ElasticMBConv(nnx.Module):
         h2 = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h1)
         y, (s_depthwise, s_project) = lax.switch(
             expand_index, [partial(self._project, p, mode, e) for e in expands], h2, x)
-        return y, (None if mode == "eval" else (s_expand, s_depthwise, s_project)), (h1, h2)
+        stats = None if mode == "eval" else (s_expand, s_depthwise, s_project)
+        return y, stats, ((h1, h2) if mode == "train" else None)
 
     def _skip(self, p: dict, x, mode: str):
-        """A block beyond its stage's depth: the identity, empty statistics and zero activations."""
+        """A block beyond its stage's depth (a stride-1 residual block): the identity, empty statistics and, in train
+        mode, zero activations in place of the expanded and depthwise ones."""
         names = ("expand_bn", "depthwise_bn", "project_bn")
-        mid = p["expand_kernel"].shape[1]
-        h1 = jnp.zeros((*x.shape[:3], mid), x.dtype)
-        h2 = jnp.zeros((x.shape[0], -(-x.shape[1] // self.stride), -(-x.shape[2] // self.stride), mid), x.dtype)
-        return x, (None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names)), (h1, h2)
+        stats = None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names)
+        if mode != "train":
+            return x, stats, None
+        zeros = jnp.zeros((*x.shape[:3], p["expand_kernel"].shape[1]), x.dtype)
+        return x, stats, (zeros, zeros)
 
     _EXPAND_KEYS = ("expand_kernel", "expand_bn")
     _DEPTHWISE_KEYS = ("depthwise_kernel", "transform_5", "transform_3")
