@@ -5,9 +5,7 @@ update: one call of the trainer's own `nas.train.train_step` (what `nas train` r
 Baselines in the same run: the supernet's largest and smallest subnet alone (the same compiled step, one subnet),
 and the extracted largest static network (standard ops: depthwise as grouped convolution) alone. The PyTorch
 once-for-all reference on the project's 2-core machine is printed next to ours. Compile times are cold: JAX's
-persistent compilation cache is switched off for this script. `--opt-level-baseline` also compiles the same
-training step at XLA's default CPU optimisation level (the trainer compiles it with
-`nas.train.TRAIN_STEP_COMPILER_OPTIONS`) and prints both compile and step times with their ratio.
+persistent compilation cache is switched off for this script.
 
     python benchmarks/supernet_step.py --resolutions 32 64 --batch 64
 """
@@ -59,27 +57,7 @@ def _first_call(fn):
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def compile_levels(model, optimizer, x, hard, archs, repeats: int) -> dict:
-    """XLA compile seconds and sandwich step seconds of the trainer's step compiled with its options vs at XLA's
-    default CPU optimisation level (2), both from one lowering of the same traced function (in-memory caches cleared
-    first, so the trainer's executable is compiled again rather than reused)."""
-    jax.clear_caches()
-    graphdef, state = nnx.split((model, optimizer))
-    args = (state, x, hard, train.padded_subnets(np.stack(archs), 4), jnp.float32(0.01), jnp.bool_(False),
-            jnp.int32(len(archs)))
-    lowered = train._compiled_train_step.trace(graphdef, *args).lower()
-    out = {}
-    for name, options in (("trainer", None), ("default", {"xla_backend_optimization_level": 2})):
-        start = time.perf_counter()
-        compiled = lowered.compile(options)
-        out[f"xla_compile_{name}_s"] = time.perf_counter() - start
-        jax.block_until_ready(compiled(*args))
-        out[f"sandwich_{name}"] = _timed(lambda: compiled(*args)[0], repeats)
-    return out
-
-
-def bench_resolution(res: int, batch: int, width: float, classes: int, repeats: int, seed: int,
-                     opt_level_baseline: bool = False) -> dict:
+def bench_resolution(res: int, batch: int, width: float, classes: int, repeats: int, seed: int) -> dict:
     space = get_space("ofa_mbv3", resolutions=(res,))
     model = OFAMobileNetV3(space, width_mult=width, num_classes=classes, rngs=nnx.Rngs(seed))
     rng = np.random.default_rng(seed)
@@ -103,9 +81,6 @@ def bench_resolution(res: int, batch: int, width: float, classes: int, repeats: 
            "sandwich": _timed(sandwich, repeats),
            "largest": _timed(lambda: step([largest]), repeats),
            "smallest": _timed(lambda: step([smallest]), repeats)}
-    if opt_level_baseline:
-        out.update(compile_levels(model, optimizer, x, hard, [largest, smallest] + list(space.sample(2, rng)),
-                                  repeats))
     net = extract(model, space.largest())
     out["static_compile_s"], _ = _first_call(lambda: static_step(net, x, y))
     out["static_largest"] = _timed(lambda: static_step(net, x, y), repeats)
@@ -120,15 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--opt-level-baseline", action="store_true",
-                        help="also compile the training step at XLA's default optimisation level and compare")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_compilation_cache", False)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} (timings are rough when other work shares the machine)")
     for res in args.resolutions:
-        r = bench_resolution(res, args.batch, args.width, args.classes, args.repeats, args.seed,
-                             args.opt_level_baseline)
+        r = bench_resolution(res, args.batch, args.width, args.classes, args.repeats, args.seed)
         ref = PYTORCH_OFA.get(res)
         print(f"res {res}: compile (train step, all subnets) {r['compile_s']:.1f} s wall, "
               f"{r['compile_cpu_s']:.1f} s CPU; static largest compile {r['static_compile_s']:.1f} s")
@@ -140,12 +112,6 @@ def main(argv=None) -> int:
         print(f"  static largest     {r['static_largest']:.3f} s/step   supernet sandwich / static largest "
               f"{r['sandwich'] / r['static_largest']:.2f}   supernet largest / static largest "
               f"{r['largest'] / r['static_largest']:.2f}   (load average now {os.getloadavg()[0]:.1f})")
-        if args.opt_level_baseline:
-            xla, step = r["xla_compile_trainer_s"], r["sandwich_trainer"]
-            print(f"  XLA compile of the train step: trainer's options {xla:.1f} s, default level "
-                  f"{r['xla_compile_default_s']:.1f} s (ratio {xla / r['xla_compile_default_s']:.2f}); "
-                  f"sandwich step {step:.3f} s vs {r['sandwich_default']:.3f} s "
-                  f"(ratio {step / r['sandwich_default']:.2f})")
     return 0
 
 

@@ -92,11 +92,7 @@ def _is_variable(x) -> bool:
     return isinstance(x, nnx.Variable)
 
 
-# XLA's CPU backend at optimisation level 1 compiles the supernet's training step in about 15% less time with equal
-# step times (measured on this project's 2-core machine; see README). Only this function is compiled with it.
-TRAIN_STEP_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
+@nnx.jit
 def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
     """One update from the first `count` (default: all) of the (K, D) subnets `archs` on one batch, gradients
     summed over the subnets.
@@ -107,19 +103,9 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
     K) serves every subnet, subnet count up to K and phase: training pads `archs` to its largest K. Returns the mean
     loss over the subnets.
     """
-    graphdef, state = nnx.split((model, optimizer))
-    count = jnp.int32(archs.shape[0]) if count is None else count
-    loss, state = _compiled_train_step(graphdef, state, images, hard, archs, lr, distill, count)
-    nnx.update((model, optimizer), state)
-    return loss
-
-
-@functools.partial(jax.jit, static_argnums=0, compiler_options=TRAIN_STEP_COMPILER_OPTIONS)
-def _compiled_train_step(graphdef, state, images, hard, archs, lr, distill, count):
-    """`train_step` on the split (model, optimizer): returns (mean loss, their new state)."""
     TRACES["train_step"] += 1
-    model, optimizer = nnx.merge(graphdef, state)
     graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
+    count = archs.shape[0] if count is None else count
 
     def one_subnet(index, carry):
         rest, teacher, grads, loss_sum = carry
@@ -143,7 +129,7 @@ def _compiled_train_step(graphdef, state, images, hard, archs, lr, distill, coun
     optimizer.opt_state.hyperparams["learning_rate"][...] = lr
     variables = nnx.state(model, nnx.Param)
     optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable))
-    return loss_sum / count, nnx.state((model, optimizer))
+    return loss_sum / count
 
 
 def padded_subnets(archs: np.ndarray, rows: int) -> jnp.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -50,9 +48,7 @@ class OFAMobileNetV3(nnx.Module):
         if not width_mult > 0 or num_classes < 1 or in_channels < 1:
             raise UserInputError(f"OFAMobileNetV3: width_mult > 0, num_classes >= 1, in_channels >= 1 required, "
                                  f"got {width_mult}, {num_classes}, {in_channels}")
-        # Static attributes are hashable (a JSON string, tuples): the training step is jitted with the model's
-        # graph definition as a static argument.
-        self.space_json = json.dumps(space.config() if space is not None else {"name": "ofa_mbv3"}, sort_keys=True)
+        self.space_config = space.config() if space is not None else {"name": "ofa_mbv3"}
         self.width_mult, self.num_classes, self.in_channels = float(width_mult), int(num_classes), int(in_channels)
         first = make_divisible(FIRST_CHANNELS * width_mult, 8)
         self.first_channels = first
@@ -62,7 +58,7 @@ class OFAMobileNetV3(nnx.Module):
         self.first_block_depthwise_bn = ElasticBatchNorm(first)
         self.first_block_project = nnx.Param(he_fout(rngs, (first, first), first))
         self.first_block_project_bn = ElasticBatchNorm(first, zero_scale=True)
-        self.stage_strides = tuple(getattr(space, "stage_strides", DEFAULT_STAGE_STRIDES))
+        self.layout = stage_layout(width_mult, getattr(space, "stage_strides", DEFAULT_STAGE_STRIDES))
         self.blocks = nnx.List([
             ElasticMBConv(b["in_channels"], b["out_channels"], b["stride"], b["act"], b["se"], rngs=rngs)
             for b in self.layout])
@@ -79,14 +75,9 @@ class OFAMobileNetV3(nnx.Module):
                                                               jnp.float32, -bound, bound))
         self.classifier_bias = nnx.Param(jnp.zeros((num_classes,), jnp.float32))
 
-    @property
-    def layout(self) -> list[dict]:
-        """`stage_layout` of this supernet: per elastic block its channels, stride, activation and SE."""
-        return stage_layout(self.width_mult, self.stage_strides)
-
     def config(self) -> dict:
         """JSON-able constructor arguments; `OFAMobileNetV3.from_config(cfg, rngs=...)` rebuilds the model."""
-        return {"space": json.loads(self.space_json), "width_mult": self.width_mult, "num_classes": self.num_classes,
+        return {"space": self.space_config, "width_mult": self.width_mult, "num_classes": self.num_classes,
                 "in_channels": self.in_channels}
 
     @classmethod
