@@ -23,10 +23,11 @@ def experiment(tiny: bool, runs_dir: str) -> dict:
     """The supernet run: one phase with every choice elastic from the start and the sandwich rule (largest,
     smallest and 4 random subnets per step, gradients summed), BigNAS-style rather than progressive shrinking, and
     no in-place distillation. Measured on `shapes` with these 1,024 steps: the largest subnet (about 87%) is no better
-    than what the others reach from the labels, so as a teacher it held them about 10 points lower; with 3 random
-    subnets instead of 4 the supernet left its long initial loss plateau later and its subnets ended 4.9 points
-    lower on average (one run each). With 256 steps, progressive shrinking (half of them on the full network) left
-    the small subnets 14 to 21 points short."""
+    than what the others reach from the labels, so as a teacher it held them about 10 points lower. With 3 random
+    subnets instead of 4 one run left the loss plateau later and its subnets ended 4.9 points lower on average, but
+    runs of one config differ by as much (rounding moves the step where the plateau ends; README, Known limits).
+    With 256 steps, progressive shrinking (half of them on the full network) left the small subnets 14 to 21
+    points short."""
     phases = [{"name": "all", "epochs": 0.5 if tiny else 16, "lr": 0.003, "kernel": [3, 5, 7], "depth": [2, 3, 4],
                "expand": [3, 4, 6]}]
     return {"name": "inherited_vs_scratch", "seed": 0, "runs_dir": runs_dir,
