@@ -5,13 +5,12 @@ measures test accuracy (a) with inherited weights after BN calibration and (b) a
 scratch with the same optimizer for as many steps as the whole supernet training. Prints the table, the mean gap
 (goal: inherited within 1.5 points of scratch) and Kendall's tau between the two rankings (goal: >= 0.6).
 
-One run's figures depend on when its supernet leaves MobileNetV3's loss plateau, which rounding alone moves (README,
-Known limits); `--seeds N` repeats everything (data, initialisations, subnet draws) for seeds 0..N-1 and also prints
-the gap and tau averaged over the seeds.
+`--seeds N` repeats everything (data, initialisations, subnet draws) for seeds 0..N-1 and also prints the gap and
+tau averaged over the seeds; `--jobs 2` runs the supernet and the scratch trainings in two processes, one CPU each.
 
-    python benchmarks/inherited_vs_scratch.py            # about an hour on a 2-core laptop CPU
-    python benchmarks/inherited_vs_scratch.py --seeds 3  # three times as long
-    python benchmarks/inherited_vs_scratch.py --tiny     # smoke run, seconds of training
+    python benchmarks/inherited_vs_scratch.py --jobs 2            # about 50 minutes on a 2-core laptop CPU
+    python benchmarks/inherited_vs_scratch.py --jobs 2 --seeds 2  # twice as long
+    python benchmarks/inherited_vs_scratch.py --tiny              # smoke run, seconds of training
 """
 
 from __future__ import annotations
@@ -27,16 +26,19 @@ import numpy as np
 def experiment(tiny: bool, runs_dir: str, seed: int = 0) -> dict:
     """The supernet run: one phase with every choice elastic from the start and the sandwich rule (largest,
     smallest and 4 random subnets per step, gradients summed), BigNAS-style rather than progressive shrinking, and
-    no in-place distillation. Measured on `shapes` with these 1,024 steps: the largest subnet (about 87%) is no better
-    than what the others reach from the labels, so as a teacher it held them about 10 points lower. With 3 random
-    subnets instead of 4 one run left the loss plateau later and its subnets ended 4.9 points lower on average, but
-    runs of one config differ by as much (rounding moves the step where the plateau ends; README, Known limits).
-    With 256 steps, progressive shrinking (half of them on the full network) left the small subnets 14 to 21
-    points short."""
+    no in-place distillation; the first elastic stage at stride 1 (`stage_strides`), so 32 px shapes are 16 x 16
+    there instead of 8 x 8.
+
+    Measured on `shapes` with these 1,024 steps: with OFA's strides the supernet sat on MobileNetV3's loss plateau
+    (about 1.8) for 200-300 steps, and when it left depended on rounding, so one run's gap ranged from -0.8 to
+    +4.3 points (README, Known limits); with the stride-1 stage it leaves it within about 200 steps (1.9x the time per step)
+    and every subnet, inherited or alone, ends near 97-99%. The largest subnet as a teacher (in-place
+    distillation) held the others about 10 points lower at OFA's strides. With 256 steps, progressive shrinking
+    (half of them on the full network) left the small subnets 14 to 21 points short."""
     phases = [{"name": "all", "epochs": 0.5 if tiny else 16, "lr": 0.003, "kernel": [3, 5, 7], "depth": [2, 3, 4],
                "expand": [3, 4, 6]}]
     return {"name": "inherited_vs_scratch", "seed": seed, "runs_dir": runs_dir,
-            "space": {"name": "ofa_mbv3", "resolutions": [32]},  # one resolution: one train-step compile
+            "space": {"name": "ofa_mbv3", "resolutions": [32], "stage_strides": [1, 2, 2, 1, 2]},
             "data": {"name": "shapes", "resolution": 32, "num_train": 128 if tiny else 4096,
                      "num_val": 64 if tiny else 256, "num_test": 64 if tiny else 2000},
             "supernet": {"width_mult": 0.25 if tiny else 0.35},
@@ -79,37 +81,118 @@ def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, 
     return model
 
 
-def measure_seed(seed: int, *, tiny: bool, subnets: int, report) -> dict:
-    """Supernet and scratch runs of one seed; `report(summary)` after every subnet with what is measured so far."""
-    from nas import train
+def _config(tiny: bool, runs_dir: str, seed: int):
     from nas.config import config_from_dict
 
+    return config_from_dict(experiment(tiny, runs_dir, seed), source="inherited_vs_scratch")
+
+
+def _evaluation(config) -> dict:
+    return dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
+                seed=config.seed, split="test")
+
+
+def supernet_job(seed: int, tiny: bool, subnets: int) -> dict:
+    """Trains the supernet of `seed`; returns its steps, seconds and each ladder subnet's inherited accuracy."""
+    from nas import train
+
     with tempfile.TemporaryDirectory() as runs_dir:
-        config = config_from_dict(experiment(tiny, runs_dir, seed), source="inherited_vs_scratch")
+        config = _config(tiny, runs_dir, seed)
         started = time.perf_counter()
         summary = train.train_and_evaluate(config)
         supernet_s = time.perf_counter() - started
         model, space, _ = train.load_trained_supernet(summary["run_dir"])
     data = train.load_data(config)
-    num_classes = train.num_classes_of(config, data)
-    steps = summary["total_steps"]
-    evaluation = dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
-                      seed=config.seed, split="test")
-    rows = []
-    for arch in subnet_ladder(space, subnets, seed=1):
-        inherited = train.evaluate_subnet(model, data, space, arch, **evaluation)
-        started = time.perf_counter()
-        scratch_model = train_from_scratch(config, data, space, arch, steps, num_classes,
-                                           summary["max_subnets_per_step"])
-        scratch = train.evaluate_subnet(scratch_model, data, space, arch, **evaluation)
-        rows.append({"arch": space.to_string(arch), "inherited": inherited, "scratch": scratch,
-                     "scratch_s": time.perf_counter() - started})
-        print(f"seed {seed}  {rows[-1]['arch']}  inherited {inherited:.4f}  scratch {scratch:.4f}", flush=True)
-        result = summarize(rows, seed=seed, steps=steps, supernet_s=supernet_s)
-        report(result)
-    print(f"seed {seed}: supernet {steps} steps in {supernet_s:.0f} s; scratch: {steps} steps per subnet; mean gap "
-          f"(scratch - inherited) {result['mean_gap_points']:+.2f} points, Kendall tau {result['kendall_tau']:.3f}")
-    return result
+    inherited = [train.evaluate_subnet(model, data, space, arch, **_evaluation(config))
+                 for arch in subnet_ladder(space, subnets, seed=1)]
+    return {"steps": summary["total_steps"], "supernet_s": supernet_s, "inherited": inherited}
+
+
+def scratch_job(seed: int, tiny: bool, subnets: int, index: int) -> dict:
+    """Trains ladder subnet `index` of `seed` alone for as many steps as the supernet; returns its accuracy."""
+    from nas import train
+    from nas.phases import build_phases, subnets_per_step
+
+    config = _config(tiny, tempfile.gettempdir(), seed)
+    space, data = config.build_space(), train.load_data(config)
+    phases = build_phases(config.train, space, data.batches("train", config.train.batch_size, seed=seed).num_batches)
+    steps, rows = phases[-1].end, max(subnets_per_step(phase, config.train) for phase in phases)
+    arch = subnet_ladder(space, subnets, seed=1)[index]
+    started = time.perf_counter()
+    model = train_from_scratch(config, data, space, arch, steps, train.num_classes_of(config, data), rows)
+    scratch = train.evaluate_subnet(model, data, space, arch, **_evaluation(config))
+    return {"index": index, "arch": space.to_string(arch), "scratch": scratch,
+            "scratch_s": time.perf_counter() - started}
+
+
+def _pin_worker(counter) -> None:
+    """Pool initializer: worker i runs on CPU i (mod the CPUs this process may use), so two jobs do not share."""
+    import os
+
+    with counter.get_lock():
+        index, counter.value = counter.value, counter.value + 1
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[index % len(cpus)]})
+
+
+class SeedResults:
+    """What one seed has measured so far: the supernet's figures and the scratch runs, in any order."""
+
+    def __init__(self, seed: int):
+        self.seed, self.supernet, self.scratch = seed, None, {}
+
+    def add(self, kind: str, out: dict) -> None:
+        if kind == "supernet":
+            self.supernet = out
+            print(f"seed {self.seed}: supernet {out['steps']} steps in {out['supernet_s']:.0f} s", flush=True)
+        else:
+            self.scratch[out["index"]] = out
+            print(f"seed {self.seed}  {out['arch']}  scratch {out['scratch']:.4f}  ({out['scratch_s']:.0f} s)",
+                  flush=True)
+
+    def summary(self) -> dict | None:
+        """`summarize` over the subnets with both figures; None before the supernet or any scratch run is done."""
+        if self.supernet is None or not self.scratch:
+            return None
+        rows = [{"arch": s["arch"], "inherited": self.supernet["inherited"][i], "scratch": s["scratch"],
+                 "scratch_s": s["scratch_s"]} for i, s in sorted(self.scratch.items())]
+        return summarize(rows, seed=self.seed, steps=self.supernet["steps"], supernet_s=self.supernet["supernet_s"])
+
+
+def measure(seeds: int, *, tiny: bool, subnets: int, jobs: int, report) -> list[dict]:
+    """Supernet and scratch runs of seeds 0..seeds-1 in `jobs` processes (1: in this one), seed by seed;
+    `report(summaries)` whenever a run finishes. Returns each seed's summary."""
+    results = [SeedResults(seed) for seed in range(seeds)]
+    tasks = [(seed, "supernet", supernet_job, (seed, tiny, subnets)) for seed in range(seeds)]
+    tasks += [(seed, "scratch", scratch_job, (seed, tiny, subnets, i)) for seed in range(seeds) for i in range(subnets)]
+    tasks.sort(key=lambda task: task[0])
+
+    def collect(seed: int, kind: str, out: dict) -> None:
+        results[seed].add(kind, out)
+        report([r.summary() for r in results if r.summary() is not None])
+
+    if jobs == 1:
+        for seed, kind, job, args in tasks:
+            collect(seed, kind, job(*args))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_pin_worker,
+                                 initargs=(context.Value("i", 0),)) as pool:
+            futures = {pool.submit(job, *args): (seed, kind) for seed, kind, job, args in tasks}
+            for future in as_completed(futures):
+                collect(*futures[future], future.result())
+    summaries = [r.summary() for r in results]
+    for result in summaries:
+        seed = result["seed"]
+        for row in result["subnets"]:
+            print(f"seed {seed}  {row['arch']}  inherited {row['inherited']:.4f}  scratch {row['scratch']:.4f}")
+        print(f"seed {seed}: supernet {result['supernet_steps']} steps in {result['supernet_train_s']:.0f} s; scratch: "
+              f"as many steps per subnet; mean gap (scratch - inherited) {result['mean_gap_points']:+.2f} points, "
+              f"Kendall tau {result['kendall_tau']:.3f}")
+    return summaries
 
 
 def main() -> None:
@@ -117,20 +200,20 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run: tiny data, width and phases")
     parser.add_argument("--subnets", type=int, default=8, help="subnets from smallest to largest (default 8)")
     parser.add_argument("--seeds", type=int, default=1, help="repeat for seeds 0..N-1 (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes, one CPU each: the supernet and the scratch runs in parallel (default 1)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
-    if args.seeds < 1 or args.subnets < 2:
-        parser.error(f"--seeds must be >= 1 and --subnets >= 2, got {args.seeds} and {args.subnets}")
+    if args.seeds < 1 or args.subnets < 2 or args.jobs < 1:
+        parser.error(f"--seeds and --jobs must be >= 1 and --subnets >= 2, got {args.seeds}, {args.jobs} and "
+                     f"{args.subnets}")
 
-    done: list[dict] = []
-
-    def report(partial: dict) -> None:
-        if args.json:  # after every subnet, so a run cut short keeps what it measured
+    def report(summaries: list[dict]) -> None:
+        if args.json and summaries:  # after every finished run, so a run cut short keeps what it measured
             with open(args.json, "w") as f:
-                json.dump(over_seeds(done + [partial], tiny=args.tiny), f, indent=2)
+                json.dump(over_seeds(summaries, tiny=args.tiny), f, indent=2)
 
-    for seed in range(args.seeds):
-        done.append(measure_seed(seed, tiny=args.tiny, subnets=args.subnets, report=report))
+    done = measure(args.seeds, tiny=args.tiny, subnets=args.subnets, jobs=args.jobs, report=report)
     overall = over_seeds(done, tiny=args.tiny)
     gaps = ", ".join(f"{r['mean_gap_points']:+.2f}" for r in done)
     taus = ", ".join(f"{r['kendall_tau']:.3f}" for r in done)
