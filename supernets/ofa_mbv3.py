@@ -11,7 +11,7 @@ from search_spaces.errors import UserInputError
 from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
                                     FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
-from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, pointwise
+from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, patch_conv, pointwise
 from supernets.static import hswish, relu
 
 MODES = ("train", "eval", "calibrate")
@@ -106,9 +106,7 @@ class OFAMobileNetV3(nnx.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         arch = jnp.asarray(arch, jnp.int32)
         stats = []
-        p = self.first_conv_kernel[...].shape[0] // 2
-        h = lax.conv_general_dilated(x, self.first_conv_kernel[...], (2, 2), ((p, p), (p, p)),
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = patch_conv(x, self.first_conv_kernel[...], 2)
         h, s = self._full(self.first_conv_bn, h, mode)
         stats.append(s)
         h = hswish(h)

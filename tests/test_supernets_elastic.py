@@ -1,13 +1,15 @@
-"""Elastic MBConv block: its hand-written training backward equals JAX's autodiff of the same forward."""
+"""Elastic layers: the MBConv block's hand-written training backward equals JAX's autodiff of the same forward; the
+first conv as one matmul equals XLA's convolution."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax import lax
 
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES
-from supernets.elastic import ElasticMBConv
+from supernets.elastic import ElasticMBConv, patch_conv
 from supernets.kernel_transform import KERNEL_SIZES
 
 
@@ -48,3 +50,21 @@ def test_training_backward_equals_autodiff_of_the_forward_for_every_choice(strid
                                                err_msg=f"expand {e} kernel {k} active {active} "
                                                        f"{jax.tree_util.keystr(path)}")
     assert ours._cache_size() == 1
+
+
+@pytest.mark.parametrize("stride, height, width", [(2, 32, 32), (2, 15, 16), (1, 9, 8)])
+def test_patch_conv_equals_lax_convolution(stride, height, width):
+    """Output and weight gradient, odd and even sizes (PyTorch-style padding k // 2)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, height, width, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 3, 8)), jnp.float32)
+
+    def reference(kernel):
+        return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(patch_conv(x, kernel, stride), reference(kernel), atol=1e-5)
+    weight = jnp.asarray(rng.standard_normal(reference(kernel).shape), jnp.float32)
+    grad, grad_reference = (jax.grad(lambda k: jnp.sum(fn(k) * weight))(kernel)
+                            for fn in (lambda k: patch_conv(x, k, stride), reference))
+    np.testing.assert_allclose(grad, grad_reference, rtol=1e-4, atol=1e-4)
