@@ -31,7 +31,7 @@ def experiment(tiny: bool, runs_dir: str, seed: int = 0) -> dict:
 
     Measured on `shapes` with these 1,024 steps: with OFA's strides the supernet sat on MobileNetV3's loss plateau
     (about 1.8) for 200-300 steps, and when it left depended on rounding, so one run's gap ranged from -0.8 to
-    +4.3 points (README, Known limits); with the stride-1 stage it leaves it within about 200 steps (about 1.9x
+    +4.3 points (README, Known limits); with the stride-1 stage it leaves it within about 200 steps (about twice
     the time per step) and every subnet, inherited or alone, ends near 97-99%. The largest subnet as a teacher
     (in-place distillation) held the others about 10 points lower at OFA's strides. With 256 steps, progressive
     shrinking (half of them on the full network) left the small subnets 14 to 21 points short."""
@@ -163,13 +163,14 @@ def measure(seeds: int, *, tiny: bool, subnets: int, jobs: int, report) -> list[
     """Supernet and scratch runs of seeds 0..seeds-1 in `jobs` processes (1: in this one), seed by seed;
     `report(summaries)` whenever a run finishes. Returns each seed's summary."""
     results = [SeedResults(seed) for seed in range(seeds)]
-    tasks = [(seed, "supernet", supernet_job, (seed, tiny, subnets)) for seed in range(seeds)]
-    tasks += [(seed, "scratch", scratch_job, (seed, tiny, subnets, i)) for seed in range(seeds) for i in range(subnets)]
-    tasks.sort(key=lambda task: task[0])
+    tasks = []
+    for seed in range(seeds):
+        tasks.append((seed, "supernet", supernet_job, (seed, tiny, subnets)))
+        tasks += [(seed, "scratch", scratch_job, (seed, tiny, subnets, i)) for i in range(subnets)]
 
     def collect(seed: int, kind: str, out: dict) -> None:
         results[seed].add(kind, out)
-        report([r.summary() for r in results if r.summary() is not None])
+        report([summary for summary in (r.summary() for r in results) if summary is not None])
 
     if jobs == 1:
         for seed, kind, job, args in tasks:
