@@ -31,12 +31,13 @@ def experiment(tiny: bool, runs_dir: str, seed: int = 0, epochs: float = 16) -> 
     no in-place distillation; the first elastic stage at stride 1 (`stage_strides`), so 32 px shapes are 16 x 16
     there instead of 8 x 8.
 
-    Measured on `shapes` with these 1,024 steps: with OFA's strides the supernet sat on MobileNetV3's loss plateau
-    (about 1.8) for 200-300 steps, and when it left depended on rounding, so one run's gap ranged from -0.8 to
-    +4.3 points (README, Known limits); with the stride-1 stage it leaves it within about 200 steps (about twice
-    the time per step) and every subnet, inherited or alone, ends near 97-99%. The largest subnet as a teacher
-    (in-place distillation) held the others about 10 points lower at OFA's strides. With 256 steps, progressive
-    shrinking (half of them on the full network) left the small subnets 14 to 21 points short."""
+    Measured on `shapes` with 16 epochs (1,024 steps): with OFA's strides the supernet sat on MobileNetV3's loss
+    plateau (about 1.8) for 200-300 steps, and when it left depended on rounding, so one run's gap ranged from -0.8
+    to +4.3 points (README, Known limits); with the stride-1 stage it leaves it within about 200 steps (about twice
+    the time per step) and every subnet, inherited or alone, ends near 97-99%, too close to rank. With 8 epochs
+    (512 steps) they spread over 89-98% and the inherited accuracy rises along the ladder. The largest subnet as a
+    teacher (in-place distillation) held the others about 10 points lower at OFA's strides. With 256 steps,
+    progressive shrinking (half of them on the full network) left the small subnets 14 to 21 points short."""
     phases = [{"name": "all", "epochs": 0.5 if tiny else epochs, "lr": 0.003, "kernel": [3, 5, 7], "depth": [2, 3, 4],
                "expand": [3, 4, 6]}]
     return {"name": "inherited_vs_scratch", "seed": seed, "runs_dir": runs_dir,
