@@ -271,16 +271,17 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
             begin_phase(model, optimizer, phase)
         bar = tqdm(total=phase.steps, initial=step - phase.start, disable=not progress, unit="step",
                    desc=f"phase {phase.index + 1}/{len(phases)} {phase.name}")
+        step_fn = nnx.cached_partial(train_step, model, optimizer)  # no graph traversal of model, optimizer per step
         while step < min(phase.end, stop):
             resolution_index, archs, distill = subnets_of_step(phase, train, config.seed, step)
             resolution = space.resolutions[resolution_index]
             lr = phase.learning_rate(step)
             batch = next(stream)
             started = time.perf_counter()
-            loss = float(train_step(model, optimizer, resized_images(batch.images, resolution),
-                                    smoothed_targets(batch.labels, num_classes, train.label_smoothing),
-                                    padded_subnets(archs, max_subnets), jnp.float32(lr), jnp.bool_(distill),
-                                    jnp.int32(len(archs))))
+            loss = float(step_fn(resized_images(batch.images, resolution),
+                                 smoothed_targets(batch.labels, num_classes, train.label_smoothing),
+                                 padded_subnets(archs, max_subnets), jnp.float32(lr), jnp.bool_(distill),
+                                 jnp.int32(len(archs))))
             step += 1
             log.append(step=step, phase=phase.name, loss=f"{loss:.6g}", lr=f"{lr:.6g}", resolution=resolution,
                        subnets=len(archs), step_time_s=f"{time.perf_counter() - started:.4f}")
