@@ -33,7 +33,7 @@ from supernets.extract import extract
 from supernets.ofa_mbv3 import OFAMobileNetV3
 
 ISSUE_PYTORCH_OFA = {32: {"sandwich": 2.20, "largest": 1.19, "smallest": 0.17},
-               64: {"sandwich": 4.13, "largest": 1.72, "smallest": 0.24}}
+                     64: {"sandwich": 4.13, "largest": 1.72, "smallest": 0.24}}
 
 
 def _cross_entropy(logits, labels):
@@ -69,7 +69,8 @@ def sandwiches(space, repeats: int, seed: int) -> list[list[np.ndarray]]:
     return [[space.largest(), space.smallest()] + list(space.sample(2, rng)) for _ in range(repeats)]
 
 
-def bench_resolution(space, res: int, batch: int, width: float, classes: int, steps: list, seed: int) -> dict:
+def bench_resolution(space, batch: int, width: float, classes: int, steps: list, seed: int) -> dict:
+    (res,) = space.resolutions
     model = OFAMobileNetV3(space, width_mult=width, num_classes=classes, rngs=nnx.Rngs(seed))
     rng = np.random.default_rng(seed)
     x = jnp.asarray(rng.standard_normal((batch, res, res, 3)), jnp.float32)
@@ -98,8 +99,9 @@ def bench_resolution(space, res: int, batch: int, width: float, classes: int, st
     return out
 
 
-def bench_pytorch(space, res: int, batch: int, width: float, classes: int, steps: list, seed: int) -> dict:
+def bench_pytorch(space, batch: int, width: float, classes: int, steps: list, seed: int) -> dict:
     """The same steps of once-for-all's PyTorch supernet (see benchmarks/ofa_pytorch.py)."""
+    (res,) = space.resolutions
     from ofa_pytorch import ofa_setting, time_sandwich  # beside this script
 
     settings = [[ofa_setting(space, arch) for arch in sandwich] for sandwich in steps]
@@ -126,10 +128,10 @@ def main(argv=None) -> int:
     for res in args.resolutions:
         space = get_space("ofa_mbv3", resolutions=(res,))
         steps = sandwiches(space, args.repeats, args.seed)
-        r = bench_resolution(space, res, args.batch, args.width, args.classes, steps, args.seed)
+        r = bench_resolution(space, args.batch, args.width, args.classes, steps, args.seed)
         if with_pytorch:
-            ref, ref_name = bench_pytorch(space, res, args.batch, args.width, args.classes, steps, args.seed), \
-                "PyTorch OFA (same run)"
+            ref = bench_pytorch(space, args.batch, args.width, args.classes, steps, args.seed)
+            ref_name = "PyTorch OFA (same run)"
         else:
             ref, ref_name = ISSUE_PYTORCH_OFA.get(res), "PyTorch OFA (issue's figure)"
         print(f"res {res}: compile (train step, all subnets) {r['compile_s']:.1f} s wall, "
