@@ -10,7 +10,7 @@ path) run in the same process on the same subnets, and the ratios are printed; w
 figures from the project's 2-core machine stand in (only comparable on that machine). Compile times are cold: JAX's
 persistent compilation cache is switched off for this script.
 
-    pip install torch==2.13.0   # optional: the same-run PyTorch baseline (a CPU build)
+    pip install -e ".[pytorch-baseline]"   # optional: the same-run PyTorch baseline (torch; a CPU build is enough)
     python benchmarks/supernet_step.py --resolutions 32 64 --batch 64
 """
 
