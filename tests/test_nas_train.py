@@ -202,6 +202,17 @@ def test_tiny_run_logs_metrics_and_phase_end_accuracies(tiny_run):
     assert {int(r["resolution"]) for r in rows if r["loss"]} <= set(config.space.resolutions)
 
 
+def test_tiny_run_updates_the_supernet_it_checkpoints(tiny_run):
+    """The trainer's cached step writes into the model it checkpoints: the fixed layers' kernels and the first
+    elastic block's projection moved away from their initialisation (same seed)."""
+    _, config, _, _ = tiny_run
+    trained, _, _ = train.load_trained_supernet(RunDir.of(config).root)
+    initial = train.create_model(config, config.build_space(), trained.num_classes)
+    for name in ("first_conv_kernel", "final_expand_kernel", "feature_mix_kernel", "classifier_kernel"):
+        assert not np.allclose(getattr(trained, name)[...], getattr(initial, name)[...]), name
+    assert not np.allclose(trained.blocks[0].project_kernel[...], initial.blocks[0].project_kernel[...])
+
+
 def test_a_new_run_never_overwrites_an_existing_one(tiny_run):
     _, config, _, _ = tiny_run
     before = RunDir.of(config).metrics.read_bytes()
