@@ -5,14 +5,12 @@ Lab's `ofa` 0.1.0 runs in a train step of OFAMobileNetV3 with ks_list [3, 5, 7],
 depth_list [2, 3, 4]: the same modules, parameter names and operations (centre-cropped 7x7 depthwise kernels passed
 through the learned `7to5` / `5to3` transformation matrices, channel-sliced convolutions, BatchNorm with sliced
 running statistics, squeeze-excite with its width from make_divisible, h-swish), OFA's default strides and no dropout.
-Its state dict loads into OFA's OFAMobileNetV3 and back. The timing helpers run OFA's sandwich step: per subnet
+Its state dict loads into OFA's OFAMobileNetV3 and back. `stepper` runs OFA's sandwich step: per subnet
 set_active_subnet, forward, cross-entropy, backward (gradients accumulate), then one SGD-Nesterov update.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections import OrderedDict
 
 try:
@@ -247,28 +245,11 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x, y, setting
     optimizer.zero_grad()
 
 
-def median_step_seconds(model, optimizer, x, y, steps: list[list[dict]]) -> float:
-    """Median wall seconds of train_step over steps[1:]; steps[0] warms up."""
-    times = []
-    for settings in steps:
-        start = time.perf_counter()
-        train_step(model, optimizer, x, y, settings)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
-
-
-def time_sandwich(res: int, batch: int, width: float, classes: int, sandwiches: list[list[dict]], repeats: int,
-                  seed: int = 0) -> dict:
-    """Median seconds per step of a fresh supernet in train mode, after one warm-up step each: 'sandwich' (step i
-    runs sandwiches[i % len], e.g. [largest, smallest, random, random]), and sandwiches[0]'s first and second
-    settings alone as 'largest' and 'smallest'."""
+def stepper(res: int, batch: int, width: float, classes: int, seed: int = 0):
+    """step(settings): one `train_step` of a fresh supernet in train mode (SGD-Nesterov) on one fixed random batch."""
     torch.manual_seed(seed)
     model = OFAMobileNetV3Torch(classes, width).train()
     optimizer = sgd(model)
     x = torch.randn(batch, 3, res, res)
     y = torch.randint(0, classes, (batch,))
-    steps = [sandwiches[i % len(sandwiches)] for i in range(repeats + 1)]
-    largest, smallest = sandwiches[0][:2]
-    return {"sandwich": median_step_seconds(model, optimizer, x, y, steps),
-            "largest": median_step_seconds(model, optimizer, x, y, [[largest]] * (repeats + 1)),
-            "smallest": median_step_seconds(model, optimizer, x, y, [[smallest]] * (repeats + 1))}
+    return lambda settings: train_step(model, optimizer, x, y, settings)

@@ -100,12 +100,21 @@ def bench_resolution(space, batch: int, width: float, classes: int, steps: list,
 
 
 def bench_pytorch(space, batch: int, width: float, classes: int, steps: list, seed: int) -> dict:
-    """The same steps of once-for-all's PyTorch supernet (see benchmarks/ofa_pytorch.py)."""
-    (res,) = space.resolutions
-    from ofa_pytorch import ofa_setting, time_sandwich  # beside this script
+    """The same steps of once-for-all's PyTorch supernet (see benchmarks/ofa_pytorch.py), each kind timed after one
+    warm-up step."""
+    from ofa_pytorch import ofa_setting, stepper  # beside this script
 
+    (res,) = space.resolutions
+    step = stepper(res, batch, width, classes, seed)
     settings = [[ofa_setting(space, arch) for arch in sandwich] for sandwich in steps]
-    return time_sandwich(res, batch, width, classes, settings, len(steps), seed)
+    largest, smallest = settings[0][:2]
+    kinds = {"sandwich": lambda i: step(settings[i]), "largest": lambda i: step([largest]),
+             "smallest": lambda i: step([smallest])}
+    out = {}
+    for kind, fn in kinds.items():
+        fn(0)
+        out[kind] = _timed(fn, len(steps))
+    return out
 
 
 def main(argv=None) -> int:
