@@ -11,7 +11,7 @@ from flax import nnx
 from jax import lax
 
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
-from supernets.depthwise import depthwise_conv
+from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
 from supernets.static import BN_EPS, ACTIVATIONS, hsigmoid, relu
 
@@ -226,7 +226,12 @@ class ElasticMBConv(nnx.Module):
             return pull(lambda q, h, x: self._project(q, "train", e, h, x), keys, dy, h, x)
 
         def depthwise_vjp(k, h, dh):
-            return pull(lambda q, h: (self._depthwise(q, k, h),), self._DEPTHWISE_KEYS, dh, h)
+            def kernel_of(sub):
+                return active_kernel(sub["depthwise_kernel"], k, {5: sub["transform_5"], 3: sub["transform_3"]})
+
+            kernel, kernel_vjp = jax.vjp(kernel_of, {n: p[n] for n in self._DEPTHWISE_KEYS})
+            dh_in, d_kernel = depthwise_conv_vjp(h, kernel, self.stride, dh)
+            return kernel_vjp(d_kernel)[0], dh_in
 
         def expand_vjp(e, x, dh):
             return pull(lambda q, x: self._expand(q, "train", e, x), self._EXPAND_KEYS, dh, x)
@@ -236,44 +241,46 @@ class ElasticMBConv(nnx.Module):
         d_expand, dx = lax.switch(expand_index, [partial(expand_vjp, e) for e in expands], x, dh1)
         return {**d_expand, **d_depthwise, **d_project}, dx + dx_shortcut
 
+    def _run(self, p: dict, x, expand_index, kernel_index, active, mode: str):
+        """`_forward`, or with `active` given, `lax.cond` between it and `_skip` (a block beyond its stage's depth)."""
+        if active is None:
+            return self._forward(p, x, expand_index, kernel_index, mode)
+        return lax.cond(active, lambda p, x, e, k: self._forward(p, x, e, k, mode),
+                        lambda p, x, e, k: self._skip(p, x, mode), p, x, expand_index, kernel_index)
+
+    def train_forward(self, p: dict, x, expand_index, kernel_index, active):
+        """The training-mode block: ((y, its 3 BN statistics), residuals for `train_backward`).
+
+        The residuals are the block's input and its expanded and depthwise activations (at the largest width, zero
+        beyond the active one), with the weights and choices.
+        """
+        y, stats, (h1, h2) = self._run(p, x, expand_index, kernel_index, active, "train")
+        return (y, stats), (p, x, h1, h2, expand_index, kernel_index, active)
+
+    def train_backward(self, residuals, dy):
+        """(d p, d x) of the training-mode block output for cotangent dy: the vjps of the branch the forward took
+        (`_backward`); for a skipped block, zero weight gradients and dy itself."""
+        p, x, h1, h2, e, k, active = residuals
+        if active is None:
+            return self._backward(p, x, h1, h2, e, k, dy)
+        return lax.cond(active, self._backward, lambda p, x, h1, h2, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy),
+                        p, x, h1, h2, e, k, dy)
+
     def apply(self, p: dict, x, expand_index, kernel_index, active, mode: str):
         """The block on weights `p` (`arrays()`) at traced choice indices: (y, its 3 BN statistics or None).
 
         With `active` given, `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
 
-        In training the block has a hand-written backward (`jax.custom_vjp`, `_backward`) that keeps the block's
-        input and its expanded and depthwise activations (at the largest width, zero beyond the active one) and
-        runs the vjps of the branch it took. JAX's own autodiff of a switch or cond keeps the residuals of every
-        branch, zero-filled for the branches not taken; and tracing that autodiff (or `jax.checkpoint` around it)
-        took most of the compile.
+        In training the block has a hand-written backward (`jax.custom_vjp` of `train_forward` and
+        `train_backward`). JAX's own autodiff of a switch or cond keeps the residuals of every branch, zero-filled
+        for the branches not taken; and tracing that autodiff (or `jax.checkpoint` around it) took most of the
+        compile.
         """
-
-        def forward(p, x, e, k, active):
-            if active is None:
-                return self._forward(p, x, e, k, mode)
-            return lax.cond(active, lambda p, x, e, k: self._forward(p, x, e, k, mode),
-                            lambda p, x, e, k: self._skip(p, x, mode), p, x, e, k)
-
         if mode != "train":
-            return forward(p, x, expand_index, kernel_index, active)[:2]
-
-        def forward_with_residuals(p, x, e, k, active):
-            y, stats, (h1, h2) = forward(p, x, e, k, active)
-            return (y, stats), (p, x, h1, h2, e, k, active)
-
-        def backward(residuals, cotangents):
-            p, x, h1, h2, e, k, active = residuals
-            dy = cotangents[0]
-            if active is None:
-                dp, dx = self._backward(p, x, h1, h2, e, k, dy)
-            else:
-                dp, dx = lax.cond(active, self._backward,
-                                  lambda p, x, h1, h2, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy),
-                                  p, x, h1, h2, e, k, dy)
-            return dp, dx, None, None, None
-
-        block = jax.custom_vjp(lambda p, x, e, k, active: forward(p, x, e, k, active)[:2])
-        block.defvjp(forward_with_residuals, backward)
+            return self._run(p, x, expand_index, kernel_index, active, mode)[:2]
+        block = jax.custom_vjp(lambda p, x, e, k, active: self.train_forward(p, x, e, k, active)[0])
+        block.defvjp(self.train_forward, lambda residuals, cotangents: (
+            *self.train_backward(residuals, cotangents[0]), None, None, None))
         return block(p, x, expand_index, kernel_index, active)
 
     def sort_channels(self, expand_stage: int = 0):
@@ -306,3 +313,40 @@ class ElasticMBConv(nnx.Module):
             self.se_expand_kernel[...] = self.se_expand_kernel[...][se_order]
             self.se_reduce_kernel[...] = self.se_reduce_kernel[...][:, se_order]
             self.se_reduce_bias[...] = self.se_reduce_bias[...][se_order]
+
+
+def scan_blocks(block: ElasticMBConv, stacked: dict, x, expand_indices, kernel_indices, active, mode: str):
+    """Blocks of `block`'s shapes, weights `stacked` along a leading axis, applied in turn under one `lax.scan`,
+    each skipped where `active` is False: (y, BN statistics stacked per block, or None in eval mode).
+
+    In training the whole scan has one custom VJP, a reverse scan of the blocks' `train_backward`: JAX then traces
+    the block's forward once and none of the scan's own autodiff (linearisation, partial evaluation, transposition
+    of the body), which took a fifth of the training step's trace.
+    """
+    xs = (stacked, expand_indices, kernel_indices, active)
+    if mode != "train":
+        return lax.scan(lambda h, xs: block.apply(xs[0], h, *xs[1:], mode), x, xs)
+
+    def forward(stacked, x, expand_indices, kernel_indices, active):
+        def body(h, xs):
+            (y, stats), (_, h_in, h1, h2, *_) = block.train_forward(*xs[:1], h, *xs[1:])
+            return y, (stats, (h_in, h1, h2))
+
+        y, (stats, activations) = lax.scan(body, x, (stacked, expand_indices, kernel_indices, active))
+        return (y, stats), (stacked, activations, expand_indices, kernel_indices, active)
+
+    def backward(residuals, cotangents):
+        stacked, activations, expand_indices, kernel_indices, active = residuals
+
+        def body(dy, xs):
+            p, (h_in, h1, h2), e, k, a = xs
+            dp, dx = block.train_backward((p, h_in, h1, h2, e, k, a), dy)
+            return dx, dp
+
+        dx, d_stacked = lax.scan(body, cotangents[0], (stacked, activations, expand_indices, kernel_indices, active),
+                                 reverse=True)
+        return d_stacked, dx, None, None, None
+
+    run = jax.custom_vjp(lambda *args: forward(*args)[0])
+    run.defvjp(forward, backward)
+    return run(stacked, x, expand_indices, kernel_indices, active)

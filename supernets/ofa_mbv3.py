@@ -5,13 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax import lax
 
 from search_spaces.errors import UserInputError
 from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
                                     FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
-from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, patch_conv, pointwise
+from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, patch_conv, pointwise, scan_blocks
 from supernets.static import hswish, relu
 
 MODES = ("train", "eval", "calibrate")
@@ -128,7 +127,7 @@ class OFAMobileNetV3(nnx.Module):
         return logits, (None if mode == "eval" else stats + block_stats)
 
     def _stage(self, stage: int, h, arch, depth, mode: str):
-        """Block 0 of the stage, then its blocks 1.. (same shapes) under one `lax.scan`: one compiled block body
+        """Block 0 of the stage, then its blocks 1.. (same shapes) under one `scan_blocks`: one compiled block body
         per stage shape. Returns (h, BN statistics per block, 3 per block, or Nones in eval mode)."""
         first = stage * MAX_DEPTH
         blocks = self.blocks[first : first + MAX_DEPTH]
@@ -136,8 +135,7 @@ class OFAMobileNetV3(nnx.Module):
         h, head_stats = blocks[0].apply(blocks[0].arrays(), h, e[0], k[0], None, mode)
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *[b.arrays() for b in blocks[1:]])
         active = jnp.arange(1, MAX_DEPTH) < depth
-        body = lambda carry, xs: blocks[1].apply(xs[0], carry, xs[1], xs[2], xs[3], mode)
-        h, tail_stats = lax.scan(body, h, (stacked, e[1:], k[1:], active))
+        h, tail_stats = scan_blocks(blocks[1], stacked, h, e[1:], k[1:], active, mode)
         if mode == "eval":
             return h, [None] * (3 * MAX_DEPTH)
         stats = list(head_stats)
