@@ -41,6 +41,17 @@ def patch_conv(x, kernel, stride: int):
     return pointwise(jnp.concatenate(views, axis=-1), kernel.reshape(k * k * c, kernel.shape[3]))
 
 
+def _channel_mean(x):
+    """Mean over every axis but the last (channels)."""
+    total = lax.reduce(x, np.array(0, x.dtype), lax.add, tuple(range(x.ndim - 1)))
+    return lax.div(total, np.array(x.size // x.shape[-1], x.dtype))
+
+
+def _per_channel(v, x):
+    """The (C,) vector v broadcast to x's shape (..., C)."""
+    return lax.broadcast_in_dim(v, x.shape, (x.ndim - 1,))
+
+
 class ElasticBatchNorm(nnx.Module):
     """Batch norm over the first `c` of `channels` channels; running statistics stored at full width.
 
@@ -62,37 +73,50 @@ class ElasticBatchNorm(nnx.Module):
 
     @staticmethod
     def normalize(p: dict, x, c: int, mode: str):
+        """(y, statistics) of x (..., c): (x - mean) * (rsqrt(var + eps) * scale) + bias over its first c channels.
+
+        Written with lax primitives: a jnp operator on a tracer traces a small jitted function, and the training
+        step traces this for every BN of every branch and its vjp.
+        """
+        scale, bias = lax.slice_in_dim(p["scale"], 0, c), lax.slice_in_dim(p["bias"], 0, c)
         if mode == "eval":
-            mean, var, stat = p["mean"][:c], p["var"][:c], None
+            mean, var, stat = lax.slice_in_dim(p["mean"], 0, c), lax.slice_in_dim(p["var"], 0, c), None
+            centred = lax.sub(x, _per_channel(mean, x))
         else:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x, axis=axes)
-            var = jnp.mean(jnp.square(x - mean), axis=axes)
+            mean = _channel_mean(x)
+            centred = lax.sub(x, _per_channel(mean, x))
+            var = _channel_mean(lax.mul(centred, centred))
             n = x.size // c
-            kept = var * (n / max(n - 1, 1)) if mode == "train" else var
+            kept = lax.mul(var, np.array(n / max(n - 1, 1), var.dtype)) if mode == "train" else var
             width = p["scale"].shape[0]
-            pad = lambda v: jnp.pad(lax.stop_gradient(v), (0, width - c))
-            stat = (pad(mean), pad(kept), jnp.int32(c))
-        y = (x - mean) * (lax.rsqrt(var + BN_EPS) * p["scale"][:c]) + p["bias"][:c]
-        return y, stat
+            pad = lambda v: lax.pad(lax.stop_gradient(v), np.array(0, v.dtype), ((0, width - c, 0),))
+            stat = (pad(mean), pad(kept), np.int32(c))
+        inverse = lax.mul(lax.rsqrt(lax.add(var, np.array(BN_EPS, var.dtype))), scale)
+        return lax.add(lax.mul(centred, _per_channel(inverse, x)), _per_channel(bias, x)), stat
 
     @staticmethod
     def empty_stat(p: dict):
         zeros = jnp.zeros_like(p["mean"])
-        return zeros, zeros, jnp.int32(0)
+        return zeros, zeros, np.int32(0)
+
+    def _first(self, count):
+        """Mask of the first `count` (traced) of the channels."""
+        return lax.lt(lax.iota(np.int32, self.channels), lax.broadcast(count, (self.channels,)))
 
     def update(self, stat, momentum: float = BN_MOMENTUM):
         """Running average (PyTorch momentum convention) over the channels the batch used."""
         mean, var, count = stat
-        active = jnp.arange(self.channels) < count
-        self.mean[...] = jnp.where(active, (1 - momentum) * self.mean[...] + momentum * mean, self.mean[...])
-        self.var[...] = jnp.where(active, (1 - momentum) * self.var[...] + momentum * var, self.var[...])
+        active = self._first(count)
+        for running, batch in ((self.mean, mean), (self.var, var)):
+            old = running.get_value()
+            new = lax.add(lax.mul(old, np.array(1 - momentum, old.dtype)), lax.mul(batch, np.array(momentum, old.dtype)))
+            running.set_value(lax.select(active, new, old))
 
     def set_statistics(self, mean, var, count):
         """Overwrite the running statistics of the first `count` channels."""
-        active = jnp.arange(self.channels) < count
-        self.mean[...] = jnp.where(active, mean, self.mean[...])
-        self.var[...] = jnp.where(active, var, self.var[...])
+        active = self._first(count)
+        for running, batch in ((self.mean, mean), (self.var, var)):
+            running.set_value(lax.select(active, batch, running.get_value()))
 
     def permute(self, order):
         for v in (self.scale, self.bias, self.mean, self.var):
