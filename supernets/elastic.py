@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 
 import jax
@@ -290,6 +291,11 @@ class ElasticMBConv(nnx.Module):
         return lax.cond(active, self._backward, lambda p, x, h1, h2, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy),
                         p, x, h1, h2, e, k, dy)
 
+    @property
+    def spec(self) -> tuple:
+        """(in_channels, out_channels, stride, act, se): everything the block's functions read besides weights."""
+        return self.in_channels, self.out_channels, self.stride, self.act, self.se
+
     def apply(self, p: dict, x, expand_index, kernel_index, active, mode: str):
         """The block on weights `p` (`arrays()`) at traced choice indices: (y, its 3 BN statistics or None).
 
@@ -299,12 +305,16 @@ class ElasticMBConv(nnx.Module):
         `train_backward`). JAX's own autodiff of a switch or cond keeps the residuals of every branch, zero-filled
         for the branches not taken; and tracing that autodiff (or `jax.checkpoint` around it) took most of the
         compile.
+
+        Forward and backward run as jitted functions of the block's `spec`: blocks of equal spec (a stage's blocks
+        after its first) are traced once, and XLA compiles their identical kernels once.
         """
         if mode != "train":
-            return self._run(p, x, expand_index, kernel_index, active, mode)[:2]
-        block = jax.custom_vjp(lambda p, x, e, k, active: self.train_forward(p, x, e, k, active)[0])
-        block.defvjp(self.train_forward, lambda residuals, cotangents: (
-            *self.train_backward(residuals, cotangents[0]), None, None, None))
+            return _run(self.spec, mode, p, x, expand_index, kernel_index, active)[:2]
+        block = jax.custom_vjp(lambda *args: _train_forward(self.spec, *args)[0])
+        block.defvjp(partial(_train_forward, self.spec),
+                     lambda residuals, cotangents: (*_train_backward(self.spec, residuals, cotangents[0]),
+                                                    None, None, None))
         return block(p, x, expand_index, kernel_index, active)
 
     def sort_channels(self, expand_stage: int = 0):
@@ -339,38 +349,22 @@ class ElasticMBConv(nnx.Module):
             self.se_reduce_bias[...] = self.se_reduce_bias[...][se_order]
 
 
-def scan_blocks(block: ElasticMBConv, stacked: dict, x, expand_indices, kernel_indices, active, mode: str):
-    """Blocks of `block`'s shapes, weights `stacked` along a leading axis, applied in turn under one `lax.scan`,
-    each skipped where `active` is False: (y, BN statistics stacked per block, or None in eval mode).
+@functools.lru_cache(maxsize=None)
+def _template(spec: tuple) -> ElasticMBConv:
+    """An abstract block (weights as shapes only) of `spec`, whose methods the jitted block functions call."""
+    return nnx.eval_shape(lambda: ElasticMBConv(*spec, rngs=nnx.Rngs(0)))
 
-    In training the whole scan has one custom VJP, a reverse scan of the blocks' `train_backward`: JAX then traces
-    the block's forward once and none of the scan's own autodiff (linearisation, partial evaluation, transposition
-    of the body), which took a fifth of the training step's trace.
-    """
-    xs = (stacked, expand_indices, kernel_indices, active)
-    if mode != "train":
-        return lax.scan(lambda h, xs: block.apply(xs[0], h, *xs[1:], mode), x, xs)
 
-    def forward(stacked, x, expand_indices, kernel_indices, active):
-        def body(h, xs):
-            (y, stats), (_, h_in, h1, h2, *_) = block.train_forward(*xs[:1], h, *xs[1:])
-            return y, (stats, (h_in, h1, h2))
+@partial(jax.jit, static_argnums=(0, 1))
+def _run(spec: tuple, mode: str, p, x, expand_index, kernel_index, active):
+    return _template(spec)._run(p, x, expand_index, kernel_index, active, mode)
 
-        y, (stats, activations) = lax.scan(body, x, (stacked, expand_indices, kernel_indices, active))
-        return (y, stats), (stacked, activations, expand_indices, kernel_indices, active)
 
-    def backward(residuals, cotangents):
-        stacked, activations, expand_indices, kernel_indices, active = residuals
+@partial(jax.jit, static_argnums=0)
+def _train_forward(spec: tuple, p, x, expand_index, kernel_index, active):
+    return _template(spec).train_forward(p, x, expand_index, kernel_index, active)
 
-        def body(dy, xs):
-            p, (h_in, h1, h2), e, k, a = xs
-            dp, dx = block.train_backward((p, h_in, h1, h2, e, k, a), dy)
-            return dx, dp
 
-        dx, d_stacked = lax.scan(body, cotangents[0], (stacked, activations, expand_indices, kernel_indices, active),
-                                 reverse=True)
-        return d_stacked, dx, None, None, None
-
-    run = jax.custom_vjp(lambda *args: forward(*args)[0])
-    run.defvjp(forward, backward)
-    return run(stacked, x, expand_indices, kernel_indices, active)
+@partial(jax.jit, static_argnums=0)
+def _train_backward(spec: tuple, residuals, dy):
+    return _template(spec).train_backward(residuals, dy)

@@ -10,7 +10,7 @@ from search_spaces.errors import UserInputError
 from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
                                     FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
-from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, patch_conv, pointwise, scan_blocks
+from supernets.elastic import ElasticBatchNorm, ElasticMBConv, he_fout, patch_conv, pointwise
 from supernets.static import hswish, relu
 
 MODES = ("train", "eval", "calibrate")
@@ -127,20 +127,16 @@ class OFAMobileNetV3(nnx.Module):
         return logits, (None if mode == "eval" else stats + block_stats)
 
     def _stage(self, stage: int, h, arch, depth, mode: str):
-        """Block 0 of the stage, then its blocks 1.. (same shapes) under one `scan_blocks`: one compiled block body
-        per stage shape. Returns (h, BN statistics per block, 3 per block, or Nones in eval mode)."""
+        """The stage's blocks in turn, those beyond `depth` skipped (block 0 always runs). Its blocks after the first
+        share one spec, hence one trace and one set of compiled kernels (`ElasticMBConv.apply`). Returns (h, BN
+        statistics, 3 per block, or Nones in eval mode)."""
         first = stage * MAX_DEPTH
-        blocks = self.blocks[first : first + MAX_DEPTH]
-        e, k = arch[EXPAND.start + first : EXPAND.start + first + MAX_DEPTH], arch[KERNEL.start + first : KERNEL.start + first + MAX_DEPTH]
-        h, head_stats = blocks[0].apply(blocks[0].arrays(), h, e[0], k[0], None, mode)
-        stacked = jax.tree.map(lambda *a: jnp.stack(a), *[b.arrays() for b in blocks[1:]])
-        active = jnp.arange(1, MAX_DEPTH) < depth
-        h, tail_stats = scan_blocks(blocks[1], stacked, h, e[1:], k[1:], active, mode)
-        if mode == "eval":
-            return h, [None] * (3 * MAX_DEPTH)
-        stats = list(head_stats)
-        for i in range(MAX_DEPTH - 1):
-            stats.extend(jax.tree.map(lambda a: a[i], tail_stats))
+        stats = []
+        for i, block in enumerate(self.blocks[first : first + MAX_DEPTH]):
+            active = None if i == 0 else i < depth
+            h, block_stats = block.apply(block.arrays(), h, arch[EXPAND.start + first + i],
+                                         arch[KERNEL.start + first + i], active, mode)
+            stats.extend([None] * 3 if block_stats is None else block_stats)
         return h, stats
 
     def __call__(self, x, arch, train: bool = False):
