@@ -42,10 +42,14 @@ def patch_conv(x, kernel, stride: int):
     return pointwise(jnp.concatenate(views, axis=-1), kernel.reshape(k * k * c, kernel.shape[3]))
 
 
+def _channel_sum(x):
+    """Sum over every axis but the last (channels)."""
+    return lax.reduce(x, np.array(0, x.dtype), lax.add, tuple(range(x.ndim - 1)))
+
+
 def _channel_mean(x):
     """Mean over every axis but the last (channels)."""
-    total = lax.reduce(x, np.array(0, x.dtype), lax.add, tuple(range(x.ndim - 1)))
-    return lax.div(total, np.array(x.size // x.shape[-1], x.dtype))
+    return lax.div(_channel_sum(x), np.array(x.size // x.shape[-1], x.dtype))
 
 
 def _per_channel(v, x):
@@ -230,41 +234,72 @@ class ElasticMBConv(nnx.Module):
         zeros = jnp.zeros((*x.shape[:3], p["expand_kernel"].shape[1]), x.dtype)
         return x, stats, (zeros, zeros)
 
-    _EXPAND_KEYS = ("expand_kernel", "expand_bn")
-    _DEPTHWISE_KEYS = ("depthwise_kernel", "transform_5", "transform_3")
-    _PROJECT_KEYS = ("depthwise_bn", "project_kernel", "project_bn")
-    _SE_KEYS = ("se_reduce_kernel", "se_reduce_bias", "se_expand_kernel", "se_expand_bias")
+    def _expand_backward(self, p: dict, expand_index: int, x, dh):
+        """(d expand weights, dx) for cotangent dh (full width) of `_expand`'s output, recomputed from x."""
+        c, width = self.mid_choices[expand_index], p["expand_kernel"].shape[1]
+        kernel = lax.slice_in_dim(p["expand_kernel"], 0, c, axis=1)
+        u = pointwise(x, kernel)
+        z, bn_backward = _batch_norm_train(p["expand_bn"], u, c)
+        dz = jax.vjp(ACTIVATIONS[self.act], z)[1](lax.slice_in_dim(dh, 0, c, axis=3))[0]
+        d_bn, du = bn_backward(dz)
+        d_kernel = _pad_axis(_weight_grad(x, du), 1, width)
+        return {"expand_kernel": d_kernel, "expand_bn": d_bn}, pointwise(du, kernel.T)
+
+    def _project_backward(self, p: dict, expand_index: int, h, dy):
+        """(d projection, depthwise BN and SE weights, dh) for cotangent dy of `_project`'s output (shortcut
+        excluded), recomputed from the depthwise output h (full width)."""
+        w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
+        c, width = w["mid"], h.shape[3]
+        z, depthwise_bn_backward = _batch_norm_train(p["depthwise_bn"], lax.slice_in_dim(h, 0, c, axis=3), c)
+        a, act_vjp = jax.vjp(ACTIVATIONS[self.act], z)
+        scaled = a
+        if self.se:
+            pooled = jnp.mean(a, axis=(1, 2))
+            squeezed, squeeze_vjp = jax.vjp(lambda pooled, v: relu(jnp.dot(pooled, v["k"]) + v["b"]), pooled,
+                                            {"k": w["se_reduce_kernel"], "b": w["se_reduce_bias"]})
+            gate, gate_vjp = jax.vjp(lambda s, v: hsigmoid(jnp.dot(s, v["k"]) + v["b"]), squeezed,
+                                     {"k": w["se_expand_kernel"], "b": w["se_expand_bias"]})
+            scaled = a * gate[:, None, None, :]
+        u = pointwise(scaled, w["project_kernel"])
+        _, project_bn_backward = _batch_norm_train(p["project_bn"], u, self.out_channels)
+        d_project_bn, du = project_bn_backward(dy)
+        grads = {"project_kernel": _pad_axis(_weight_grad(scaled, du), 0, width), "project_bn": d_project_bn}
+        d_scaled = pointwise(du, w["project_kernel"].T)
+        da = d_scaled
+        if self.se:
+            d_squeezed, d_expand_se = gate_vjp(jnp.sum(d_scaled * a, axis=(1, 2)))
+            d_pooled, d_reduce_se = squeeze_vjp(d_squeezed)
+            da = d_scaled * gate[:, None, None, :] + (d_pooled / (a.shape[1] * a.shape[2]))[:, None, None, :]
+            r_width = p["se_reduce_kernel"].shape[1]
+            grads.update(se_reduce_kernel=_pad_axis(_pad_axis(d_reduce_se["k"], 0, width), 1, r_width),
+                         se_reduce_bias=_pad_axis(d_reduce_se["b"], 0, r_width),
+                         se_expand_kernel=_pad_axis(_pad_axis(d_expand_se["k"], 0, r_width), 1, width),
+                         se_expand_bias=_pad_axis(d_expand_se["b"], 0, width))
+        d_depthwise_bn, dh = depthwise_bn_backward(act_vjp(da)[0])
+        grads["depthwise_bn"] = d_depthwise_bn
+        return grads, _pad_axis(dh, 3, width)
 
     def _backward(self, p: dict, x, h1, h2, expand_index, kernel_index, dy):
         """(d p, d x) of the training-mode block output for cotangent dy, given the block's input x and its
-        expanded (h1) and depthwise (h2) activations from the forward: pull dy back through projection, depthwise
-        and expansion, one `lax.switch` each whose branches are plain `jax.vjp`s of static-shape functions. BN
-        statistics carry no gradient (stop_gradient)."""
+        expanded (h1) and depthwise (h2) activations from the forward: dy pulled back through projection, depthwise
+        and expansion, one `lax.switch` each over static-shape branches. Projection and expansion are
+        differentiated by hand (`_project_backward`, `_expand_backward`): JAX's linearisation of them was half the
+        training step's trace. BN running statistics get no gradient."""
         expands = range(len(EXPAND_CHOICES))
-
-        def pull(fn, keys, ct, *args):
-            sub = {n: p[n] for n in keys}
-            return jax.vjp(lambda sub, *args: fn({**p, **sub}, *args)[0], sub, *args)[1](ct)
-
-        def project_vjp(e, h, x, dy):
-            keys = self._PROJECT_KEYS + (self._SE_KEYS if self.se else ())
-            return pull(lambda q, h, x: self._project(q, "train", e, h, x), keys, dy, h, x)
 
         def depthwise_vjp(k, h, dh):
             def kernel_of(sub):
                 return active_kernel(sub["depthwise_kernel"], k, {5: sub["transform_5"], 3: sub["transform_3"]})
 
-            kernel, kernel_vjp = jax.vjp(kernel_of, {n: p[n] for n in self._DEPTHWISE_KEYS})
+            kernel, kernel_vjp = jax.vjp(kernel_of, {n: p[n] for n in ("depthwise_kernel", "transform_5",
+                                                                       "transform_3")})
             dh_in, d_kernel = depthwise_conv_vjp(h, kernel, self.stride, dh)
             return kernel_vjp(d_kernel)[0], dh_in
 
-        def expand_vjp(e, x, dh):
-            return pull(lambda q, x: self._expand(q, "train", e, x), self._EXPAND_KEYS, dh, x)
-
-        d_project, dh2, dx_shortcut = lax.switch(expand_index, [partial(project_vjp, e) for e in expands], h2, x, dy)
+        d_project, dh2 = lax.switch(expand_index, [partial(self._project_backward, p, e) for e in expands], h2, dy)
         d_depthwise, dh1 = lax.switch(kernel_index, [partial(depthwise_vjp, k) for k in KERNEL_SIZES], h1, dh2)
-        d_expand, dx = lax.switch(expand_index, [partial(expand_vjp, e) for e in expands], x, dh1)
-        return {**d_expand, **d_depthwise, **d_project}, dx + dx_shortcut
+        d_expand, dx = lax.switch(expand_index, [partial(self._expand_backward, p, e) for e in expands], x, dh1)
+        return {**d_expand, **d_depthwise, **d_project}, (dx + dy if self.residual else dx)
 
     def _run(self, p: dict, x, expand_index, kernel_index, active, mode: str):
         """`_forward`, or with `active` given, `lax.cond` between it and `_skip` (a block beyond its stage's depth)."""
@@ -368,3 +403,37 @@ def _train_forward(spec: tuple, p, x, expand_index, kernel_index, active):
 @partial(jax.jit, static_argnums=0)
 def _train_backward(spec: tuple, residuals, dy):
     return _template(spec).train_backward(residuals, dy)
+
+
+def _pad_axis(x, axis: int, size: int):
+    """x zero-padded at the end of `axis` to `size`."""
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (0, size - x.shape[axis], 0)
+    return lax.pad(x, np.array(0, x.dtype), config)
+
+
+def _weight_grad(x, dy):
+    """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
+    return jnp.dot(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]))
+
+
+def _batch_norm_train(p: dict, x, c: int):
+    """Training-mode `ElasticBatchNorm.normalize` of x (..., c) with its backward: (y, backward), where
+    backward(dy) = (d p, dx), the batch statistics differentiated through and the running ones getting zeros."""
+    mean = _channel_mean(x)
+    centred = lax.sub(x, _per_channel(mean, x))
+    rstd = lax.rsqrt(lax.add(_channel_mean(lax.mul(centred, centred)), np.array(BN_EPS, x.dtype)))
+    gain = lax.mul(rstd, lax.slice_in_dim(p["scale"], 0, c))
+    y = lax.add(lax.mul(centred, _per_channel(gain, x)), _per_channel(lax.slice_in_dim(p["bias"], 0, c), x))
+
+    def backward(dy):
+        n = x.size // c
+        normalized = centred * rstd
+        d_bias, d_scale = _channel_sum(dy), _channel_sum(dy * normalized)
+        dx = (dy - d_bias / n - normalized * (d_scale / n)) * gain
+        width = p["scale"].shape[0]
+        zeros = jnp.zeros((width,), x.dtype)
+        return {"scale": _pad_axis(d_scale, 0, width), "bias": _pad_axis(d_bias, 0, width), "mean": zeros,
+                "var": zeros}, dx
+
+    return y, backward
