@@ -1,4 +1,4 @@
-"""Elastic layers with weights at their largest shape: sliceable batch norm, elastic MBConv block (kernel, expand)."""
+"""Elastic layers with weights at their largest shape: the elastic MBConv block (kernel, expand) and its convs."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ from jax import lax
 
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
 from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
+from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, pad_axis
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
-from supernets.static import BN_EPS, ACTIVATIONS, hsigmoid, relu
-
-BN_MOMENTUM = 0.1
+from supernets.static import ACTIVATIONS, hsigmoid, relu
 
 
 def he_fout(rngs: nnx.Rngs, shape, fan_out: int):
@@ -40,92 +39,6 @@ def patch_conv(x, kernel, stride: int):
     views = [xp[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
              for i in range(k) for j in range(k)]
     return pointwise(jnp.concatenate(views, axis=-1), kernel.reshape(k * k * c, kernel.shape[3]))
-
-
-def _channel_sum(x):
-    """Sum over every axis but the last (channels)."""
-    return lax.reduce(x, np.array(0, x.dtype), lax.add, tuple(range(x.ndim - 1)))
-
-
-def _channel_mean(x):
-    """Mean over every axis but the last (channels)."""
-    return lax.div(_channel_sum(x), np.array(x.size // x.shape[-1], x.dtype))
-
-
-def _per_channel(v, x):
-    """The (C,) vector v broadcast to x's shape (..., C)."""
-    return lax.broadcast_in_dim(v, x.shape, (x.ndim - 1,))
-
-
-class ElasticBatchNorm(nnx.Module):
-    """Batch norm over the first `c` of `channels` channels; running statistics stored at full width.
-
-    `normalize` is pure: modes 'train' and 'calibrate' normalize with batch statistics and return them
-    (train: unbiased variance, for the running update; calibrate: biased, OFA's reset_running_statistics),
-    padded to full width with the active channel count; mode 'eval' uses the running statistics. `zero_scale`
-    starts the scale at zero (the last BN of a residual block, OFA's `zero_last_gamma`).
-    """
-
-    def __init__(self, channels: int, zero_scale: bool = False):
-        self.channels = channels
-        self.scale = nnx.Param(jnp.full((channels,), 0.0 if zero_scale else 1.0, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((channels,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((channels,), jnp.float32))
-
-    def arrays(self) -> dict:
-        return {"scale": self.scale[...], "bias": self.bias[...], "mean": self.mean[...], "var": self.var[...]}
-
-    @staticmethod
-    def normalize(p: dict, x, c: int, mode: str):
-        """(y, statistics) of x (..., c): (x - mean) * (rsqrt(var + eps) * scale) + bias over its first c channels.
-
-        Written with lax primitives: a jnp operator on a tracer traces a small jitted function, and the training
-        step traces this for every BN of every branch and its vjp.
-        """
-        scale, bias = lax.slice_in_dim(p["scale"], 0, c), lax.slice_in_dim(p["bias"], 0, c)
-        if mode == "eval":
-            mean, var, stat = lax.slice_in_dim(p["mean"], 0, c), lax.slice_in_dim(p["var"], 0, c), None
-            centred = lax.sub(x, _per_channel(mean, x))
-        else:
-            mean = _channel_mean(x)
-            centred = lax.sub(x, _per_channel(mean, x))
-            var = _channel_mean(lax.mul(centred, centred))
-            n = x.size // c
-            kept = lax.mul(var, np.array(n / max(n - 1, 1), var.dtype)) if mode == "train" else var
-            width = p["scale"].shape[0]
-            pad = lambda v: lax.pad(lax.stop_gradient(v), np.array(0, v.dtype), ((0, width - c, 0),))
-            stat = (pad(mean), pad(kept), np.int32(c))
-        inverse = lax.mul(lax.rsqrt(lax.add(var, np.array(BN_EPS, var.dtype))), scale)
-        return lax.add(lax.mul(centred, _per_channel(inverse, x)), _per_channel(bias, x)), stat
-
-    @staticmethod
-    def empty_stat(p: dict):
-        zeros = jnp.zeros_like(p["mean"])
-        return zeros, zeros, np.int32(0)
-
-    def _first(self, count):
-        """Mask of the first `count` (traced) of the channels."""
-        return lax.lt(lax.iota(np.int32, self.channels), lax.broadcast(count, (self.channels,)))
-
-    def update(self, stat, momentum: float = BN_MOMENTUM):
-        """Running average (PyTorch momentum convention) over the channels the batch used."""
-        mean, var, count = stat
-        active = self._first(count)
-        for running, batch in ((self.mean, mean), (self.var, var)):
-            old = running.get_value()
-            new = lax.add(lax.mul(old, np.array(1 - momentum, old.dtype)), lax.mul(batch, np.array(momentum, old.dtype)))
-            running.set_value(lax.select(active, new, old))
-
-    def set_statistics(self, mean, var, count):
-        """Overwrite the running statistics of the first `count` channels."""
-        active = self._first(count)
-        for running, batch in ((self.mean, mean), (self.var, var)):
-            running.set_value(lax.select(active, batch, running.get_value()))
-
-    def permute(self, order):
-        for v in (self.scale, self.bias, self.mean, self.var):
-            v[...] = v[...][order]
 
 
 class ElasticMBConv(nnx.Module):
@@ -239,10 +152,10 @@ class ElasticMBConv(nnx.Module):
         c, width = self.mid_choices[expand_index], p["expand_kernel"].shape[1]
         kernel = lax.slice_in_dim(p["expand_kernel"], 0, c, axis=1)
         u = pointwise(x, kernel)
-        z, bn_backward = _batch_norm_train(p["expand_bn"], u, c)
+        z, bn_backward = batch_norm_train(p["expand_bn"], u, c)
         dz = jax.vjp(ACTIVATIONS[self.act], z)[1](lax.slice_in_dim(dh, 0, c, axis=3))[0]
         d_bn, du = bn_backward(dz)
-        d_kernel = _pad_axis(_weight_grad(x, du), 1, width)
+        d_kernel = pad_axis(_weight_grad(x, du), 1, width)
         return {"expand_kernel": d_kernel, "expand_bn": d_bn}, pointwise(du, kernel.T)
 
     def _project_backward(self, p: dict, expand_index: int, h, dy):
@@ -250,7 +163,7 @@ class ElasticMBConv(nnx.Module):
         excluded), recomputed from the depthwise output h (full width)."""
         w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
         c, width = w["mid"], h.shape[3]
-        z, depthwise_bn_backward = _batch_norm_train(p["depthwise_bn"], lax.slice_in_dim(h, 0, c, axis=3), c)
+        z, depthwise_bn_backward = batch_norm_train(p["depthwise_bn"], lax.slice_in_dim(h, 0, c, axis=3), c)
         a, act_vjp = jax.vjp(ACTIVATIONS[self.act], z)
         scaled = a
         if self.se:
@@ -261,9 +174,9 @@ class ElasticMBConv(nnx.Module):
                                      {"k": w["se_expand_kernel"], "b": w["se_expand_bias"]})
             scaled = a * gate[:, None, None, :]
         u = pointwise(scaled, w["project_kernel"])
-        _, project_bn_backward = _batch_norm_train(p["project_bn"], u, self.out_channels)
+        _, project_bn_backward = batch_norm_train(p["project_bn"], u, self.out_channels)
         d_project_bn, du = project_bn_backward(dy)
-        grads = {"project_kernel": _pad_axis(_weight_grad(scaled, du), 0, width), "project_bn": d_project_bn}
+        grads = {"project_kernel": pad_axis(_weight_grad(scaled, du), 0, width), "project_bn": d_project_bn}
         d_scaled = pointwise(du, w["project_kernel"].T)
         da = d_scaled
         if self.se:
@@ -271,13 +184,13 @@ class ElasticMBConv(nnx.Module):
             d_pooled, d_reduce_se = squeeze_vjp(d_squeezed)
             da = d_scaled * gate[:, None, None, :] + (d_pooled / (a.shape[1] * a.shape[2]))[:, None, None, :]
             r_width = p["se_reduce_kernel"].shape[1]
-            grads.update(se_reduce_kernel=_pad_axis(_pad_axis(d_reduce_se["k"], 0, width), 1, r_width),
-                         se_reduce_bias=_pad_axis(d_reduce_se["b"], 0, r_width),
-                         se_expand_kernel=_pad_axis(_pad_axis(d_expand_se["k"], 0, r_width), 1, width),
-                         se_expand_bias=_pad_axis(d_expand_se["b"], 0, width))
+            grads.update(se_reduce_kernel=pad_axis(pad_axis(d_reduce_se["k"], 0, width), 1, r_width),
+                         se_reduce_bias=pad_axis(d_reduce_se["b"], 0, r_width),
+                         se_expand_kernel=pad_axis(pad_axis(d_expand_se["k"], 0, r_width), 1, width),
+                         se_expand_bias=pad_axis(d_expand_se["b"], 0, width))
         d_depthwise_bn, dh = depthwise_bn_backward(act_vjp(da)[0])
         grads["depthwise_bn"] = d_depthwise_bn
-        return grads, _pad_axis(dh, 3, width)
+        return grads, pad_axis(dh, 3, width)
 
     def _backward(self, p: dict, x, h1, h2, expand_index, kernel_index, dy):
         """(d p, d x) of the training-mode block output for cotangent dy, given the block's input x and its
@@ -405,35 +318,6 @@ def _train_backward(spec: tuple, residuals, dy):
     return _template(spec).train_backward(residuals, dy)
 
 
-def _pad_axis(x, axis: int, size: int):
-    """x zero-padded at the end of `axis` to `size`."""
-    config = [(0, 0, 0)] * x.ndim
-    config[axis] = (0, size - x.shape[axis], 0)
-    return lax.pad(x, np.array(0, x.dtype), config)
-
-
 def _weight_grad(x, dy):
     """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
     return jnp.dot(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]))
-
-
-def _batch_norm_train(p: dict, x, c: int):
-    """Training-mode `ElasticBatchNorm.normalize` of x (..., c) with its backward: (y, backward), where
-    backward(dy) = (d p, dx), the batch statistics differentiated through and the running ones getting zeros."""
-    mean = _channel_mean(x)
-    centred = lax.sub(x, _per_channel(mean, x))
-    rstd = lax.rsqrt(lax.add(_channel_mean(lax.mul(centred, centred)), np.array(BN_EPS, x.dtype)))
-    gain = lax.mul(rstd, lax.slice_in_dim(p["scale"], 0, c))
-    y = lax.add(lax.mul(centred, _per_channel(gain, x)), _per_channel(lax.slice_in_dim(p["bias"], 0, c), x))
-
-    def backward(dy):
-        n = x.size // c
-        normalized = centred * rstd
-        d_bias, d_scale = _channel_sum(dy), _channel_sum(dy * normalized)
-        dx = (dy - d_bias / n - normalized * (d_scale / n)) * gain
-        width = p["scale"].shape[0]
-        zeros = jnp.zeros((width,), x.dtype)
-        return {"scale": _pad_axis(d_scale, 0, width), "bias": _pad_axis(d_bias, 0, width), "mean": zeros,
-                "var": zeros}, dx
-
-    return y, backward
