@@ -101,9 +101,14 @@ class ElasticMBConv(nnx.Module):
         h = ACTIVATIONS[self.act](h)
         return jnp.pad(h, ((0, 0),) * 3 + ((0, p["expand_kernel"].shape[1] - c),)), stat
 
+    @staticmethod
+    def _active_depthwise_kernel(p: dict, kernel: int):
+        """The block's (kernel, kernel, mid) depthwise kernel, OFA's transforms applied (`p` needs only the
+        depthwise kernel and the transforms)."""
+        return active_kernel(p["depthwise_kernel"], kernel, {5: p["transform_5"], 3: p["transform_3"]})
+
     def _depthwise(self, p: dict, kernel: int, h):
-        transforms = {5: p["transform_5"], 3: p["transform_3"]}
-        return depthwise_conv(h, active_kernel(p["depthwise_kernel"], kernel, transforms), self.stride)
+        return depthwise_conv(h, self._active_depthwise_kernel(p, kernel), self.stride)
 
     def _project(self, p: dict, mode: str, expand_index: int, h, x):
         """BN, activation, SE on the first c depthwise channels, then 1x1 projection, BN and shortcut."""
@@ -201,11 +206,8 @@ class ElasticMBConv(nnx.Module):
         expands = range(len(EXPAND_CHOICES))
 
         def depthwise_vjp(k, h, dh):
-            def kernel_of(sub):
-                return active_kernel(sub["depthwise_kernel"], k, {5: sub["transform_5"], 3: sub["transform_3"]})
-
-            kernel, kernel_vjp = jax.vjp(kernel_of, {n: p[n] for n in ("depthwise_kernel", "transform_5",
-                                                                       "transform_3")})
+            kernel, kernel_vjp = jax.vjp(lambda sub: self._active_depthwise_kernel(sub, k),
+                                         {n: p[n] for n in ("depthwise_kernel", "transform_5", "transform_3")})
             dh_in, d_kernel = depthwise_conv_vjp(h, kernel, self.stride, dh)
             return kernel_vjp(d_kernel)[0], dh_in
 
