@@ -28,6 +28,21 @@ def _per_channel(v, x):
     return lax.broadcast_in_dim(v, x.shape, (x.ndim - 1,))
 
 
+def _batch_moments(x):
+    """(mean, x - mean, biased variance) of x (..., C) per channel."""
+    mean = _channel_mean(x)
+    centred = lax.sub(x, _per_channel(mean, x))
+    return mean, centred, _channel_mean(lax.mul(centred, centred))
+
+
+def _scale_shift(p: dict, c: int, centred, var):
+    """(rsqrt(var + eps), that times the scale, y = centred * it + bias) over the first c channels of `p`."""
+    rstd = lax.rsqrt(lax.add(var, np.array(BN_EPS, var.dtype)))
+    gain = lax.mul(rstd, lax.slice_in_dim(p["scale"], 0, c))
+    return rstd, gain, lax.add(lax.mul(centred, _per_channel(gain, centred)),
+                               _per_channel(lax.slice_in_dim(p["bias"], 0, c), centred))
+
+
 class ElasticBatchNorm(nnx.Module):
     """Batch norm over the first `c` of `channels` channels; running statistics stored at full width.
 
@@ -54,21 +69,17 @@ class ElasticBatchNorm(nnx.Module):
         Written with lax primitives: a jnp operator on a tracer traces a small jitted function, and the training
         step traces this for every BN of every branch and its vjp.
         """
-        scale, bias = lax.slice_in_dim(p["scale"], 0, c), lax.slice_in_dim(p["bias"], 0, c)
         if mode == "eval":
             mean, var, stat = lax.slice_in_dim(p["mean"], 0, c), lax.slice_in_dim(p["var"], 0, c), None
             centred = lax.sub(x, _per_channel(mean, x))
         else:
-            mean = _channel_mean(x)
-            centred = lax.sub(x, _per_channel(mean, x))
-            var = _channel_mean(lax.mul(centred, centred))
+            mean, centred, var = _batch_moments(x)
             n = x.size // c
             kept = lax.mul(var, np.array(n / max(n - 1, 1), var.dtype)) if mode == "train" else var
             width = p["scale"].shape[0]
             stat = (pad_axis(lax.stop_gradient(mean), 0, width), pad_axis(lax.stop_gradient(kept), 0, width),
                     np.int32(c))
-        inverse = lax.mul(lax.rsqrt(lax.add(var, np.array(BN_EPS, var.dtype))), scale)
-        return lax.add(lax.mul(centred, _per_channel(inverse, x)), _per_channel(bias, x)), stat
+        return _scale_shift(p, c, centred, var)[2], stat
 
     @staticmethod
     def empty_stat(p: dict):
@@ -110,11 +121,8 @@ def pad_axis(x, axis: int, size: int):
 def batch_norm_train(p: dict, x, c: int):
     """Training-mode `ElasticBatchNorm.normalize` of x (..., c) with its backward: (y, backward), where
     backward(dy) = (d p, dx), the batch statistics differentiated through and the running ones getting zeros."""
-    mean = _channel_mean(x)
-    centred = lax.sub(x, _per_channel(mean, x))
-    rstd = lax.rsqrt(lax.add(_channel_mean(lax.mul(centred, centred)), np.array(BN_EPS, x.dtype)))
-    gain = lax.mul(rstd, lax.slice_in_dim(p["scale"], 0, c))
-    y = lax.add(lax.mul(centred, _per_channel(gain, x)), _per_channel(lax.slice_in_dim(p["bias"], 0, c), x))
+    _, centred, var = _batch_moments(x)
+    rstd, gain, y = _scale_shift(p, c, centred, var)
 
     def backward(dy):
         n = x.size // c
