@@ -260,10 +260,10 @@ class ElasticMBConv(nnx.Module):
         after its first) are traced once, and XLA compiles their identical kernels once.
         """
         if mode != "train":
-            return _run(self.spec, mode, p, x, expand_index, kernel_index, active)[:2]
-        block = jax.custom_vjp(lambda *args: _train_forward(self.spec, *args)[0])
-        block.defvjp(partial(_train_forward, self.spec),
-                     lambda residuals, cotangents: (*_train_backward(self.spec, residuals, cotangents[0]),
+            return _jitted_run(self.spec, mode, p, x, expand_index, kernel_index, active)[:2]
+        block = jax.custom_vjp(lambda *args: _jitted_train_forward(self.spec, *args)[0])
+        block.defvjp(partial(_jitted_train_forward, self.spec),
+                     lambda residuals, cotangents: (*_jitted_train_backward(self.spec, residuals, cotangents[0]),
                                                     None, None, None))
         return block(p, x, expand_index, kernel_index, active)
 
@@ -306,17 +306,17 @@ def _template(spec: tuple) -> ElasticMBConv:
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _run(spec: tuple, mode: str, p, x, expand_index, kernel_index, active):
+def _jitted_run(spec: tuple, mode: str, p, x, expand_index, kernel_index, active):
     return _template(spec)._run(p, x, expand_index, kernel_index, active, mode)
 
 
 @partial(jax.jit, static_argnums=0)
-def _train_forward(spec: tuple, p, x, expand_index, kernel_index, active):
+def _jitted_train_forward(spec: tuple, p, x, expand_index, kernel_index, active):
     return _template(spec).train_forward(p, x, expand_index, kernel_index, active)
 
 
 @partial(jax.jit, static_argnums=0)
-def _train_backward(spec: tuple, residuals, dy):
+def _jitted_train_backward(spec: tuple, residuals, dy):
     return _template(spec).train_backward(residuals, dy)
 
 
