@@ -12,10 +12,10 @@ from flax import nnx
 from jax import lax
 
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
+from supernets.activations import ACTIVATIONS, activation_vjp
 from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
-from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, pad_axis
+from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum, pad_axis
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
-from supernets.static import ACTIVATIONS, hsigmoid, relu
 
 
 def he_fout(rngs: nnx.Rngs, shape, fan_out: int):
@@ -23,9 +23,69 @@ def he_fout(rngs: nnx.Rngs, shape, fan_out: int):
     return jax.random.normal(rngs.params(), shape, jnp.float32) * np.sqrt(2.0 / fan_out)
 
 
+def _contract(a, b, a_axis: int, b_axis: int):
+    """The 2-D product of a and b over a's axis `a_axis` and b's `b_axis` (lax: jnp.dot traces a jitted function)."""
+    return lax.dot_general(a, b, (((a_axis,), (b_axis,)), ((), ())))
+
+
+def _rows(x):
+    """x (..., C) as the matrix (prod(...), C)."""
+    return lax.reshape(x, (x.size // x.shape[-1], x.shape[-1]))
+
+
 def pointwise(x, kernel):
     """1x1 convolution of x (..., C_in) with kernel (C_in, C_out), as one matmul."""
-    return jnp.dot(x.reshape(-1, x.shape[-1]), kernel).reshape(*x.shape[:-1], kernel.shape[1])
+    return lax.reshape(_contract(_rows(x), kernel, 1, 0), (*x.shape[:-1], kernel.shape[1]))
+
+
+def _pointwise_transposed(dy, kernel):
+    """1x1 convolution of dy (..., C_out) with kernel.T: the input cotangent of `pointwise(x, kernel)`."""
+    return lax.reshape(_contract(_rows(dy), kernel, 1, 1), (*dy.shape[:-1], kernel.shape[0]))
+
+
+def _weight_grad(x, dy):
+    """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
+    return _contract(_rows(x), _rows(dy), 0, 0)
+
+
+def _squeeze_excite(w: dict, a):
+    """(a (N, H, W, C) times its SE gate, backward), backward(d out) = (d SE weights, da). The gate is
+    hsigmoid(relu(mean over H, W of a @ reduce + b) @ expand + b), per image and channel."""
+    pixels = a.shape[1] * a.shape[2]
+    pooled = _divided(_spatial_sum(a), pixels)
+    squeezed, squeeze_vjp = activation_vjp("relu", _affine(pooled, w["se_reduce_kernel"], w["se_reduce_bias"]))
+    gate, gate_vjp = activation_vjp("hsigmoid", _affine(squeezed, w["se_expand_kernel"], w["se_expand_bias"]))
+    gate_map = lax.broadcast_in_dim(gate, a.shape, (0, 3))
+
+    def backward(d_out):
+        d_gate = gate_vjp(_spatial_sum(lax.mul(d_out, a)))
+        d_squeezed = squeeze_vjp(_contract(d_gate, w["se_expand_kernel"], 1, 1))
+        d_pooled = _divided(_contract(d_squeezed, w["se_reduce_kernel"], 1, 1), pixels)
+        grads = {"se_reduce_kernel": _weight_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
+                 "se_expand_kernel": _weight_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
+        return grads, lax.add(lax.mul(d_out, gate_map), lax.broadcast_in_dim(d_pooled, a.shape, (0, 3)))
+
+    return lax.mul(a, gate_map), backward
+
+
+def _spatial_sum(x):
+    """Sum of x (N, H, W, C) over H and W."""
+    return lax.reduce(x, np.array(0, x.dtype), lax.add, (1, 2))
+
+
+def _first(x, count: int, axis: int):
+    """The first `count` entries of x along `axis`."""
+    return lax.slice_in_dim(x, 0, count, axis=axis)
+
+
+def _divided(x, divisor: int):
+    return lax.div(x, lax.full_like(x, divisor))
+
+
+def _affine(x, kernel, bias):
+    """x (N, C_in) @ kernel + bias."""
+    y = _contract(x, kernel, 1, 0)
+    return lax.add(y, lax.broadcast_in_dim(bias, y.shape, (1,)))
 
 
 def patch_conv(x, kernel, stride: int):
@@ -85,21 +145,22 @@ class ElasticMBConv(nnx.Module):
         """The block's weights at one (expand choice index, kernel size), kernel transforms applied."""
         c = self.mid_choices[expand_index]
         transforms = {5: p["transform_5"], 3: p["transform_3"]}
-        w = {"mid": c, "kernel": kernel, "expand_kernel": p["expand_kernel"][:, :c],
-             "depthwise_kernel": active_kernel(p["depthwise_kernel"][:, :, :c], kernel, transforms),
-             "project_kernel": p["project_kernel"][:c]}
+        w = {"mid": c, "kernel": kernel, "expand_kernel": _first(p["expand_kernel"], c, 1),
+             "depthwise_kernel": active_kernel(_first(p["depthwise_kernel"], c, 2), kernel, transforms),
+             "project_kernel": _first(p["project_kernel"], c, 0)}
         if self.se:
             r = self.se_choices[expand_index]
-            w.update(se_reduce_kernel=p["se_reduce_kernel"][:c, :r], se_reduce_bias=p["se_reduce_bias"][:r],
-                     se_expand_kernel=p["se_expand_kernel"][:r, :c], se_expand_bias=p["se_expand_bias"][:c])
+            w.update(se_reduce_kernel=_first(_first(p["se_reduce_kernel"], c, 0), r, 1),
+                     se_reduce_bias=_first(p["se_reduce_bias"], r, 0),
+                     se_expand_kernel=_first(_first(p["se_expand_kernel"], r, 0), c, 1),
+                     se_expand_bias=_first(p["se_expand_bias"], c, 0))
         return w
 
     def _expand(self, p: dict, mode: str, expand_index: int, x):
         """1x1 expand, BN, activation on the first c channels; zero-padded to full width for the depthwise."""
         c = self.mid_choices[expand_index]
-        h, stat = ElasticBatchNorm.normalize(p["expand_bn"], pointwise(x, p["expand_kernel"][:, :c]), c, mode)
-        h = ACTIVATIONS[self.act](h)
-        return jnp.pad(h, ((0, 0),) * 3 + ((0, p["expand_kernel"].shape[1] - c),)), stat
+        h, stat = ElasticBatchNorm.normalize(p["expand_bn"], pointwise(x, _first(p["expand_kernel"], c, 1)), c, mode)
+        return pad_axis(ACTIVATIONS[self.act](h), 3, p["expand_kernel"].shape[1]), stat
 
     @staticmethod
     def _active_depthwise_kernel(p: dict, kernel: int):
@@ -112,19 +173,16 @@ class ElasticMBConv(nnx.Module):
 
     def _project(self, p: dict, mode: str, expand_index: int, h, x):
         """BN, activation, SE on the first c depthwise channels, then 1x1 projection, BN and shortcut."""
-        act = ACTIVATIONS[self.act]
         w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
         c = w["mid"]
-        h, s_depthwise = ElasticBatchNorm.normalize(p["depthwise_bn"], h[..., :c], c, mode)
-        h = act(h)
+        h, s_depthwise = ElasticBatchNorm.normalize(p["depthwise_bn"], _first(h, c, 3), c, mode)
+        h = ACTIVATIONS[self.act](h)
         if self.se:
-            pooled = jnp.mean(h, axis=(1, 2))
-            squeezed = relu(jnp.dot(pooled, w["se_reduce_kernel"]) + w["se_reduce_bias"])
-            h = h * hsigmoid(jnp.dot(squeezed, w["se_expand_kernel"]) + w["se_expand_bias"])[:, None, None, :]
+            h = _squeeze_excite(w, h)[0]
         y, s_project = ElasticBatchNorm.normalize(p["project_bn"], pointwise(h, w["project_kernel"]),
                                                   self.out_channels, mode)
         if self.residual:
-            y = y + x
+            y = lax.add(y, x)
         return y, (s_depthwise, s_project)
 
     def _forward(self, p: dict, x, expand_index, kernel_index, mode: str):
@@ -149,51 +207,39 @@ class ElasticMBConv(nnx.Module):
         stats = None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names)
         if mode != "train":
             return x, stats, None
-        zeros = jnp.zeros((*x.shape[:3], p["expand_kernel"].shape[1]), x.dtype)
+        zeros = lax.full((*x.shape[:3], p["expand_kernel"].shape[1]), 0, x.dtype)
         return x, stats, (zeros, zeros)
 
     def _expand_backward(self, p: dict, expand_index: int, x, dh):
         """(d expand weights, dx) for cotangent dh (full width) of `_expand`'s output, recomputed from x."""
         c, width = self.mid_choices[expand_index], p["expand_kernel"].shape[1]
-        kernel = lax.slice_in_dim(p["expand_kernel"], 0, c, axis=1)
-        u = pointwise(x, kernel)
-        z, bn_backward = batch_norm_train(p["expand_bn"], u, c)
-        dz = jax.vjp(ACTIVATIONS[self.act], z)[1](lax.slice_in_dim(dh, 0, c, axis=3))[0]
-        d_bn, du = bn_backward(dz)
+        kernel = _first(p["expand_kernel"], c, 1)
+        z, bn_backward = batch_norm_train(p["expand_bn"], pointwise(x, kernel), c)
+        d_bn, du = bn_backward(activation_vjp(self.act, z)[1](_first(dh, c, 3)))
         d_kernel = pad_axis(_weight_grad(x, du), 1, width)
-        return {"expand_kernel": d_kernel, "expand_bn": d_bn}, pointwise(du, kernel.T)
+        return {"expand_kernel": d_kernel, "expand_bn": d_bn}, _pointwise_transposed(du, kernel)
 
     def _project_backward(self, p: dict, expand_index: int, h, dy):
         """(d projection, depthwise BN and SE weights, dh) for cotangent dy of `_project`'s output (shortcut
         excluded), recomputed from the depthwise output h (full width)."""
         w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
         c, width = w["mid"], h.shape[3]
-        z, depthwise_bn_backward = batch_norm_train(p["depthwise_bn"], lax.slice_in_dim(h, 0, c, axis=3), c)
-        a, act_vjp = jax.vjp(ACTIVATIONS[self.act], z)
-        scaled = a
-        if self.se:
-            pooled = jnp.mean(a, axis=(1, 2))
-            squeezed, squeeze_vjp = jax.vjp(lambda pooled, v: relu(jnp.dot(pooled, v["k"]) + v["b"]), pooled,
-                                            {"k": w["se_reduce_kernel"], "b": w["se_reduce_bias"]})
-            gate, gate_vjp = jax.vjp(lambda s, v: hsigmoid(jnp.dot(s, v["k"]) + v["b"]), squeezed,
-                                     {"k": w["se_expand_kernel"], "b": w["se_expand_bias"]})
-            scaled = a * gate[:, None, None, :]
-        u = pointwise(scaled, w["project_kernel"])
-        _, project_bn_backward = batch_norm_train(p["project_bn"], u, self.out_channels)
+        z, depthwise_bn_backward = batch_norm_train(p["depthwise_bn"], _first(h, c, 3), c)
+        a, act_vjp = activation_vjp(self.act, z)
+        scaled, se_backward = _squeeze_excite(w, a) if self.se else (a, None)
+        _, project_bn_backward = batch_norm_train(p["project_bn"], pointwise(scaled, w["project_kernel"]),
+                                                  self.out_channels)
         d_project_bn, du = project_bn_backward(dy)
         grads = {"project_kernel": pad_axis(_weight_grad(scaled, du), 0, width), "project_bn": d_project_bn}
-        d_scaled = pointwise(du, w["project_kernel"].T)
-        da = d_scaled
+        da = _pointwise_transposed(du, w["project_kernel"])
         if self.se:
-            d_squeezed, d_expand_se = gate_vjp(jnp.sum(d_scaled * a, axis=(1, 2)))
-            d_pooled, d_reduce_se = squeeze_vjp(d_squeezed)
-            da = d_scaled * gate[:, None, None, :] + (d_pooled / (a.shape[1] * a.shape[2]))[:, None, None, :]
+            d_se, da = se_backward(da)
             r_width = p["se_reduce_kernel"].shape[1]
-            grads.update(se_reduce_kernel=pad_axis(pad_axis(d_reduce_se["k"], 0, width), 1, r_width),
-                         se_reduce_bias=pad_axis(d_reduce_se["b"], 0, r_width),
-                         se_expand_kernel=pad_axis(pad_axis(d_expand_se["k"], 0, r_width), 1, width),
-                         se_expand_bias=pad_axis(d_expand_se["b"], 0, width))
-        d_depthwise_bn, dh = depthwise_bn_backward(act_vjp(da)[0])
+            grads.update(se_reduce_kernel=pad_axis(pad_axis(d_se["se_reduce_kernel"], 0, width), 1, r_width),
+                         se_reduce_bias=pad_axis(d_se["se_reduce_bias"], 0, r_width),
+                         se_expand_kernel=pad_axis(pad_axis(d_se["se_expand_kernel"], 0, r_width), 1, width),
+                         se_expand_bias=pad_axis(d_se["se_expand_bias"], 0, width))
+        d_depthwise_bn, dh = depthwise_bn_backward(act_vjp(da))
         grads["depthwise_bn"] = d_depthwise_bn
         return grads, pad_axis(dh, 3, width)
 
@@ -238,8 +284,8 @@ class ElasticMBConv(nnx.Module):
         p, x, h1, h2, e, k, active = residuals
         if active is None:
             return self._backward(p, x, h1, h2, e, k, dy)
-        return lax.cond(active, self._backward, lambda p, x, h1, h2, e, k, dy: (jax.tree.map(jnp.zeros_like, p), dy),
-                        p, x, h1, h2, e, k, dy)
+        skipped = lambda p, x, h1, h2, e, k, dy: (jax.tree.map(lambda v: lax.full_like(v, 0), p), dy)
+        return lax.cond(active, self._backward, skipped, p, x, h1, h2, e, k, dy)
 
     @property
     def spec(self) -> tuple:
@@ -319,7 +365,3 @@ def _jitted_train_forward(spec: tuple, p, x, expand_index, kernel_index, active)
 def _jitted_train_backward(spec: tuple, residuals, dy):
     return _template(spec).train_backward(residuals, dy)
 
-
-def _weight_grad(x, dy):
-    """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
-    return jnp.dot(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]))

@@ -13,14 +13,14 @@ from supernets.static import BN_EPS
 BN_MOMENTUM = 0.1
 
 
-def _channel_sum(x):
+def channel_sum(x):
     """Sum over every axis but the last (channels)."""
     return lax.reduce(x, np.array(0, x.dtype), lax.add, tuple(range(x.ndim - 1)))
 
 
 def _channel_mean(x):
     """Mean over every axis but the last (channels)."""
-    return lax.div(_channel_sum(x), np.array(x.size // x.shape[-1], x.dtype))
+    return lax.div(channel_sum(x), np.array(x.size // x.shape[-1], x.dtype))
 
 
 def _per_channel(v, x):
@@ -83,7 +83,7 @@ class ElasticBatchNorm(nnx.Module):
 
     @staticmethod
     def empty_stat(p: dict):
-        zeros = jnp.zeros_like(p["mean"])
+        zeros = lax.full_like(p["mean"], 0)
         return zeros, zeros, np.int32(0)
 
     def _first(self, count):
@@ -126,11 +126,13 @@ def batch_norm_train(p: dict, x, c: int):
 
     def backward(dy):
         n = x.size // c
-        normalized = centred * rstd
-        d_bias, d_scale = _channel_sum(dy), _channel_sum(dy * normalized)
-        dx = (dy - d_bias / n - normalized * (d_scale / n)) * gain
+        normalized = lax.mul(centred, _per_channel(rstd, centred))
+        d_bias, d_scale = channel_sum(dy), channel_sum(lax.mul(dy, normalized))
+        dx = lax.sub(lax.sub(dy, _per_channel(lax.div(d_bias, lax.full_like(d_bias, n)), dy)),
+                     lax.mul(normalized, _per_channel(lax.div(d_scale, lax.full_like(d_scale, n)), dy)))
+        dx = lax.mul(dx, _per_channel(gain, dx))
         width = p["scale"].shape[0]
-        zeros = jnp.zeros((width,), x.dtype)
+        zeros = lax.full((width,), 0, x.dtype)
         return {"scale": pad_axis(d_scale, 0, width), "bias": pad_axis(d_bias, 0, width), "mean": zeros,
                 "var": zeros}, dx
 
