@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from functools import partial
 
 import jax
@@ -14,7 +15,7 @@ from jax import lax
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
 from supernets.activations import ACTIVATIONS, activation_vjp
 from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
-from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum, pad_axis
+from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
 
 
@@ -46,26 +47,6 @@ def _pointwise_transposed(dy, kernel):
 def _weight_grad(x, dy):
     """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
     return _contract(_rows(x), _rows(dy), 0, 0)
-
-
-def _squeeze_excite(w: dict, a):
-    """(a (N, H, W, C) times its SE gate, backward), backward(d out) = (d SE weights, da). The gate is
-    hsigmoid(relu(mean over H, W of a @ reduce + b) @ expand + b), per image and channel."""
-    pixels = a.shape[1] * a.shape[2]
-    pooled = _divided(_spatial_sum(a), pixels)
-    squeezed, squeeze_vjp = activation_vjp("relu", _affine(pooled, w["se_reduce_kernel"], w["se_reduce_bias"]))
-    gate, gate_vjp = activation_vjp("hsigmoid", _affine(squeezed, w["se_expand_kernel"], w["se_expand_bias"]))
-    gate_map = lax.broadcast_in_dim(gate, a.shape, (0, 3))
-
-    def backward(d_out):
-        d_gate = gate_vjp(_spatial_sum(lax.mul(d_out, a)))
-        d_squeezed = squeeze_vjp(_contract(d_gate, w["se_expand_kernel"], 1, 1))
-        d_pooled = _divided(_contract(d_squeezed, w["se_reduce_kernel"], 1, 1), pixels)
-        grads = {"se_reduce_kernel": _weight_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
-                 "se_expand_kernel": _weight_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
-        return grads, lax.add(lax.mul(d_out, gate_map), lax.broadcast_in_dim(d_pooled, a.shape, (0, 3)))
-
-    return lax.mul(a, gate_map), backward
 
 
 def _spatial_sum(x):
@@ -104,14 +85,17 @@ def patch_conv(x, kernel, stride: int):
 class ElasticMBConv(nnx.Module):
     """MBConv block of OFA's MobileNetV3 with elastic kernel (3, 5, 7) and expand ratio (3, 4, 6).
 
-    A smaller subnet computes less: the 1x1 convs run on static channel slices chosen by `lax.switch`, and the
-    depthwise conv on the kernel size chosen the same way; see `apply`.
+    A smaller subnet computes less: the expanded channels run in chunks (the largest common divisor of the expand
+    choices' widths) through a loop whose trip count is the traced expand choice's number of chunks, and the
+    depthwise conv on the traced kernel size through `lax.switch` over static sizes; see `_forward`.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, act: str, se: bool, *, rngs: nnx.Rngs):
         self.in_channels, self.out_channels, self.stride, self.act, self.se = in_channels, out_channels, stride, act, se
         self.residual = stride == 1 and in_channels == out_channels
         self.mid_choices = tuple(make_divisible(round(in_channels * e), 8) for e in EXPAND_CHOICES)
+        self.chunk = math.gcd(*self.mid_choices)
+        self.chunk_counts = tuple(m // self.chunk for m in self.mid_choices)
         mid, k = max(self.mid_choices), max(KERNEL_SIZES)
         self.expand_kernel = nnx.Param(he_fout(rngs, (in_channels, mid), mid))
         self.expand_bn = ElasticBatchNorm(mid)
@@ -156,111 +140,224 @@ class ElasticMBConv(nnx.Module):
                      se_expand_bias=_first(p["se_expand_bias"], c, 0))
         return w
 
-    def _expand(self, p: dict, mode: str, expand_index: int, x):
-        """1x1 expand, BN, activation on the first c channels; zero-padded to full width for the depthwise."""
-        c = self.mid_choices[expand_index]
-        h, stat = ElasticBatchNorm.normalize(p["expand_bn"], pointwise(x, _first(p["expand_kernel"], c, 1)), c, mode)
-        return pad_axis(ACTIVATIONS[self.act](h), 3, p["expand_kernel"].shape[1]), stat
+    def _chunk(self, a, j, axis: int):
+        """Expanded channels [j * chunk, (j + 1) * chunk) of a along `axis`; j may be traced."""
+        return lax.dynamic_slice_in_dim(a, j * self.chunk, self.chunk, axis)
+
+    def _chunk_weights(self, p: dict, j) -> dict:
+        """The weights of the block's j-th chunk of expanded channels."""
+        def bn(name):
+            return {n: self._chunk(v, j, 0) for n, v in p[name].items()}
+
+        return {"expand_kernel": self._chunk(p["expand_kernel"], j, 1), "expand_bn": bn("expand_bn"),
+                "depthwise_kernel": self._chunk(p["depthwise_kernel"], j, 2), "depthwise_bn": bn("depthwise_bn"),
+                "project_kernel": self._chunk(p["project_kernel"], j, 0)}
+
+    def _active_chunks(self, expand_index):
+        """How many chunks the traced expand choice uses."""
+        return lax.dynamic_index_in_dim(np.array(self.chunk_counts, np.int32), expand_index, keepdims=False)
 
     @staticmethod
-    def _active_depthwise_kernel(p: dict, kernel: int):
-        """The block's (kernel, kernel, mid) depthwise kernel, OFA's transforms applied (`p` needs only the
-        depthwise kernel and the transforms)."""
-        return active_kernel(p["depthwise_kernel"], kernel, {5: p["transform_5"], 3: p["transform_3"]})
+    def _active_depthwise_kernel(kernel, transform_5, transform_3, size: int):
+        """The (size, size, C) depthwise kernel OFA derives from the (7, 7, C) `kernel` by its transforms."""
+        return active_kernel(kernel, size, {5: transform_5, 3: transform_3})
 
-    def _depthwise(self, p: dict, kernel: int, h):
-        return depthwise_conv(h, self._active_depthwise_kernel(p, kernel), self.stride)
+    def _expanded(self, w: dict, x, mode: str):
+        """One chunk's 1x1 expansion, BN and activation: (h1, BN statistics)."""
+        z, stat = ElasticBatchNorm.normalize(w["expand_bn"], pointwise(x, w["expand_kernel"]), self.chunk, mode)
+        return ACTIVATIONS[self.act](z), stat
 
-    def _project(self, p: dict, mode: str, expand_index: int, h, x):
-        """BN, activation, SE on the first c depthwise channels, then 1x1 projection, BN and shortcut."""
-        w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
-        c = w["mid"]
-        h, s_depthwise = ElasticBatchNorm.normalize(p["depthwise_bn"], _first(h, c, 3), c, mode)
-        h = ACTIVATIONS[self.act](h)
-        if self.se:
-            h = _squeeze_excite(w, h)[0]
-        y, s_project = ElasticBatchNorm.normalize(p["project_bn"], pointwise(h, w["project_kernel"]),
-                                                  self.out_channels, mode)
-        if self.residual:
-            y = lax.add(y, x)
-        return y, (s_depthwise, s_project)
+    def _depthwise(self, p: dict, w: dict, kernel_index, h1):
+        """One chunk's depthwise conv at the traced kernel size (`lax.switch` over static sizes)."""
+        def at_size(size, h1, kernel):
+            kernel = self._active_depthwise_kernel(kernel, p["transform_5"], p["transform_3"], size)
+            return depthwise_conv(h1, kernel, self.stride)
+
+        return lax.switch(kernel_index, [partial(at_size, s) for s in KERNEL_SIZES], h1, w["depthwise_kernel"])
+
+    def _activated(self, w: dict, h2, mode: str):
+        """One chunk's BN and activation after the depthwise conv: (a, BN statistics)."""
+        z, stat = ElasticBatchNorm.normalize(w["depthwise_bn"], h2, self.chunk, mode)
+        return ACTIVATIONS[self.act](z), stat
+
+    def _se_gate(self, p: dict, pooled, expand_index):
+        """(gate, backward) of SE on `pooled` (N, mid), zero beyond the active channels: gate = hsigmoid(relu(pooled @
+        reduce + b) @ expand + b) with the squeezed units beyond the active choice's masked out; backward(d gate), d
+        gate zero beyond the active channels, = (d SE weights, d pooled)."""
+        reduce_kernel, expand_kernel = p["se_reduce_kernel"], p["se_expand_kernel"]
+        active = lax.dynamic_index_in_dim(np.array(self.se_choices, np.int32), expand_index, keepdims=False)
+        mask = lax.convert_element_type(
+            lax.lt(lax.iota(np.int32, reduce_kernel.shape[1]), lax.broadcast(active, (reduce_kernel.shape[1],))),
+            pooled.dtype)
+        mask = lax.broadcast_in_dim(mask, (pooled.shape[0], reduce_kernel.shape[1]), (1,))
+        squeezed, squeeze_vjp = activation_vjp("relu", _affine(pooled, reduce_kernel, p["se_reduce_bias"]))
+        squeezed = lax.mul(squeezed, mask)
+        gate, gate_vjp = activation_vjp("hsigmoid", _affine(squeezed, expand_kernel, p["se_expand_bias"]))
+
+        def backward(d_gate):
+            d_gate = gate_vjp(d_gate)
+            d_squeezed = squeeze_vjp(lax.mul(_contract(d_gate, expand_kernel, 1, 1), mask))
+            grads = {"se_reduce_kernel": _weight_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
+                     "se_expand_kernel": _weight_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
+            return grads, _contract(d_squeezed, reduce_kernel, 1, 1)
+
+        return gate, backward
+
+    def _gate_chunk(self, gate, j, a):
+        """The j-th chunk of the SE gate (N, mid) broadcast to a chunk's activations a (N, H, W, chunk)."""
+        return lax.broadcast_in_dim(self._chunk(gate, j, 1), a.shape, (0, 3))
 
     def _forward(self, p: dict, x, expand_index, kernel_index, mode: str):
         """The block at traced choice indices: (y, its 3 BN statistics or None in eval mode, in train mode the
-        (expanded, depthwise) activations the backward reuses, else None).
+        residuals `_backward` reads, else None).
 
-        Two `lax.switch`es over the expand choice slice the 1x1 convs (static shapes per branch); the depthwise
-        runs at full width (padded channels stay zero) under a switch over the kernel size.
+        The expanded channels run in chunks of `chunk` channels through a `lax.fori_loop` whose trip count is the
+        expand choice's number of chunks: expansion, BN, depthwise (a `lax.switch` over the kernel size), BN and
+        activation are per channel, and the projection sums the chunks' contributions. With SE a second loop applies
+        the gate, which needs every chunk's pooled activations.
         """
-        expands = range(len(EXPAND_CHOICES))
-        h1, s_expand = lax.switch(expand_index, [partial(self._expand, p, mode, e) for e in expands], x)
-        h2 = lax.switch(kernel_index, [partial(self._depthwise, p, k) for k in KERNEL_SIZES], h1)
-        y, (s_depthwise, s_project) = lax.switch(
-            expand_index, [partial(self._project, p, mode, e) for e in expands], h2, x)
-        stats = None if mode == "eval" else (s_expand, s_depthwise, s_project)
-        return y, stats, ((h1, h2) if mode == "train" else None)
+        n = self._active_chunks(expand_index)
+        mid = p["expand_kernel"].shape[1]
+        height, width = -(-x.shape[1] // self.stride), -(-x.shape[2] // self.stride)
+        chunks = mid // self.chunk
+        zeros = partial(lax.full, fill_value=0, dtype=x.dtype)
+        carry = {"project_in": zeros((*x.shape[:1], height, width, self.out_channels))}
+        if mode != "eval":
+            carry["stats"] = tuple(zeros((mid,)) for _ in range(4))
+        if mode == "train" or self.se:
+            carry["h2"] = zeros((chunks, x.shape[0], height, width, self.chunk))
+        if self.se:
+            carry["pooled"] = zeros((x.shape[0], mid))
+
+        def expand_depthwise(j, carry):
+            w = self._chunk_weights(p, j)
+            h1, s_expand = self._expanded(w, x, mode)
+            h2 = self._depthwise(p, w, kernel_index, h1)
+            a, s_depthwise = self._activated(w, h2, mode)
+            carry = dict(carry)
+            if self.se:
+                carry["pooled"] = lax.dynamic_update_slice_in_dim(carry["pooled"], _divided(
+                    _spatial_sum(a), height * width), j * self.chunk, 1)
+            else:
+                carry["project_in"] = lax.add(carry["project_in"], pointwise(a, w["project_kernel"]))
+            if "h2" in carry:
+                carry["h2"] = lax.dynamic_update_index_in_dim(carry["h2"], h2, j, 0)
+            if "stats" in carry:
+                carry["stats"] = tuple(lax.dynamic_update_slice_in_dim(total, v, j * self.chunk, 0) for total, v in
+                                       zip(carry["stats"], (*s_expand[:2], *s_depthwise[:2])))
+            return carry
+
+        carry = lax.fori_loop(0, n, expand_depthwise, carry)
+        project_in = carry["project_in"]
+        if self.se:
+            gate = self._se_gate(p, carry["pooled"], expand_index)[0]
+
+            def project(j, total):
+                w = self._chunk_weights(p, j)
+                a = self._activated(w, lax.dynamic_index_in_dim(carry["h2"], j, 0, keepdims=False), mode)[0]
+                return lax.add(total, pointwise(lax.mul(a, self._gate_chunk(gate, j, a)), w["project_kernel"]))
+
+            project_in = lax.fori_loop(0, n, project, project_in)
+        y, s_project = ElasticBatchNorm.normalize(p["project_bn"], project_in, self.out_channels, mode)
+        if self.residual:
+            y = lax.add(y, x)
+        if mode == "eval":
+            return y, None, None
+        count = lax.mul(n, np.int32(self.chunk))
+        mean_e, var_e, mean_d, var_d = carry["stats"]
+        stats = ((mean_e, var_e, count), (mean_d, var_d, count), s_project)
+        if mode != "train":
+            return y, stats, None
+        return y, stats, {"h2": carry["h2"], "project_in": project_in, "pooled": carry.get("pooled")}
 
     def _skip(self, p: dict, x, mode: str):
         """A block beyond its stage's depth (a stride-1 residual block): the identity, empty statistics and, in train
-        mode, zero activations in place of the expanded and depthwise ones."""
+        mode, zero residuals in place of the forward's."""
         names = ("expand_bn", "depthwise_bn", "project_bn")
         stats = None if mode == "eval" else tuple(ElasticBatchNorm.empty_stat(p[n]) for n in names)
         if mode != "train":
             return x, stats, None
-        zeros = lax.full((*x.shape[:3], p["expand_kernel"].shape[1]), 0, x.dtype)
-        return x, stats, (zeros, zeros)
+        mid = p["expand_kernel"].shape[1]
+        h2 = lax.full((mid // self.chunk, *x.shape[:3], self.chunk), 0, x.dtype)
+        return x, stats, {"h2": h2, "project_in": lax.full_like(x, 0),
+                          "pooled": lax.full((x.shape[0], mid), 0, x.dtype) if self.se else None}
 
-    def _expand_backward(self, p: dict, expand_index: int, x, dh):
-        """(d expand weights, dx) for cotangent dh (full width) of `_expand`'s output, recomputed from x."""
-        c, width = self.mid_choices[expand_index], p["expand_kernel"].shape[1]
-        kernel = _first(p["expand_kernel"], c, 1)
-        z, bn_backward = batch_norm_train(p["expand_bn"], pointwise(x, kernel), c)
-        d_bn, du = bn_backward(activation_vjp(self.act, z)[1](_first(dh, c, 3)))
-        d_kernel = pad_axis(_weight_grad(x, du), 1, width)
-        return {"expand_kernel": d_kernel, "expand_bn": d_bn}, _pointwise_transposed(du, kernel)
+    def _depthwise_backward(self, p: dict, w: dict, kernel_index, h1, dh2):
+        """One chunk's depthwise vjp at the traced kernel size: (d h1, d (7, 7, chunk) kernel, d transform_5,
+        d transform_3)."""
+        def at_size(size, h1, dh2, kernel):
+            active, kernel_vjp = jax.vjp(partial(self._active_depthwise_kernel, size=size), kernel,
+                                         p["transform_5"], p["transform_3"])
+            dh1, d_active = depthwise_conv_vjp(h1, active, self.stride, dh2)
+            return (dh1, *kernel_vjp(d_active))
 
-    def _project_backward(self, p: dict, expand_index: int, h, dy):
-        """(d projection, depthwise BN and SE weights, dh) for cotangent dy of `_project`'s output (shortcut
-        excluded), recomputed from the depthwise output h (full width)."""
-        w = self.sliced_weights(p, expand_index, KERNEL_SIZES[-1])
-        c, width = w["mid"], h.shape[3]
-        z, depthwise_bn_backward = batch_norm_train(p["depthwise_bn"], _first(h, c, 3), c)
-        a, act_vjp = activation_vjp(self.act, z)
-        scaled, se_backward = _squeeze_excite(w, a) if self.se else (a, None)
-        _, project_bn_backward = batch_norm_train(p["project_bn"], pointwise(scaled, w["project_kernel"]),
-                                                  self.out_channels)
+        return lax.switch(kernel_index, [partial(at_size, s) for s in KERNEL_SIZES], h1, dh2, w["depthwise_kernel"])
+
+    def _backward(self, p: dict, x, residuals: dict, expand_index, kernel_index, dy):
+        """(d p, d x) of the training-mode block output for cotangent dy, given the block's input x and the forward's
+        residuals: the projection's BN, then per chunk (a `lax.fori_loop` as in `_forward`) the projection, BN,
+        depthwise, BN and expansion, differentiated by hand (JAX cannot reverse a loop of traced length). With SE a
+        first loop collects the gate's cotangent. BN running statistics get no gradient."""
+        n = self._active_chunks(expand_index)
+        _, project_bn_backward = batch_norm_train(p["project_bn"], residuals["project_in"], self.out_channels)
         d_project_bn, du = project_bn_backward(dy)
-        grads = {"project_kernel": pad_axis(_weight_grad(scaled, du), 0, width), "project_bn": d_project_bn}
-        da = _pointwise_transposed(du, w["project_kernel"])
+
+        def chunk_activations(j):
+            w = self._chunk_weights(p, j)
+            h2 = lax.dynamic_index_in_dim(residuals["h2"], j, 0, keepdims=False)
+            z, depthwise_bn_backward = batch_norm_train(w["depthwise_bn"], h2, self.chunk)
+            return w, z, depthwise_bn_backward
+
         if self.se:
-            d_se, da = se_backward(da)
-            r_width = p["se_reduce_kernel"].shape[1]
-            grads.update(se_reduce_kernel=pad_axis(pad_axis(d_se["se_reduce_kernel"], 0, width), 1, r_width),
-                         se_reduce_bias=pad_axis(d_se["se_reduce_bias"], 0, r_width),
-                         se_expand_kernel=pad_axis(pad_axis(d_se["se_expand_kernel"], 0, r_width), 1, width),
-                         se_expand_bias=pad_axis(d_se["se_expand_bias"], 0, width))
-        d_depthwise_bn, dh = depthwise_bn_backward(act_vjp(da))
-        grads["depthwise_bn"] = d_depthwise_bn
-        return grads, pad_axis(dh, 3, width)
+            gate, se_backward = self._se_gate(p, residuals["pooled"], expand_index)
 
-    def _backward(self, p: dict, x, h1, h2, expand_index, kernel_index, dy):
-        """(d p, d x) of the training-mode block output for cotangent dy, given the block's input x and its
-        expanded (h1) and depthwise (h2) activations from the forward: dy pulled back through projection, depthwise
-        and expansion, one `lax.switch` each over static-shape branches. Projection and expansion are
-        differentiated by hand (`_project_backward`, `_expand_backward`): JAX's linearisation of them was half the
-        training step's trace. BN running statistics get no gradient."""
-        expands = range(len(EXPAND_CHOICES))
+            def gate_cotangent(j, d_gate):
+                w, z, _ = chunk_activations(j)
+                d_scaled = _pointwise_transposed(du, w["project_kernel"])
+                d_chunk = _spatial_sum(lax.mul(d_scaled, ACTIVATIONS[self.act](z)))
+                return lax.dynamic_update_slice_in_dim(d_gate, d_chunk, j * self.chunk, 1)
 
-        def depthwise_vjp(k, h, dh):
-            kernel, kernel_vjp = jax.vjp(lambda sub: self._active_depthwise_kernel(sub, k),
-                                         {n: p[n] for n in ("depthwise_kernel", "transform_5", "transform_3")})
-            dh_in, d_kernel = depthwise_conv_vjp(h, kernel, self.stride, dh)
-            return kernel_vjp(d_kernel)[0], dh_in
+            d_gate = lax.fori_loop(0, n, gate_cotangent, lax.full_like(residuals["pooled"], 0))
+            d_se, d_pooled = se_backward(d_gate)
+            pixels = du.shape[1] * du.shape[2]
 
-        d_project, dh2 = lax.switch(expand_index, [partial(self._project_backward, p, e) for e in expands], h2, dy)
-        d_depthwise, dh1 = lax.switch(kernel_index, [partial(depthwise_vjp, k) for k in KERNEL_SIZES], h1, dh2)
-        d_expand, dx = lax.switch(expand_index, [partial(self._expand_backward, p, e) for e in expands], x, dh1)
-        return {**d_expand, **d_depthwise, **d_project}, (dx + dy if self.residual else dx)
+        def chunk_backward(j, carry):
+            grads, dx = carry
+            w, z, depthwise_bn_backward = chunk_activations(j)
+            a, act_vjp = activation_vjp(self.act, z)
+            d_scaled = _pointwise_transposed(du, w["project_kernel"])
+            if self.se:
+                gate_j = self._gate_chunk(gate, j, a)
+                scaled = lax.mul(a, gate_j)
+                da = lax.add(lax.mul(d_scaled, gate_j), lax.broadcast_in_dim(
+                    _divided(self._chunk(d_pooled, j, 1), pixels), a.shape, (0, 3)))
+            else:
+                scaled, da = a, d_scaled
+            d_depthwise_bn, dh2 = depthwise_bn_backward(act_vjp(da))
+            z_expand, expand_bn_backward = batch_norm_train(w["expand_bn"], pointwise(x, w["expand_kernel"]),
+                                                            self.chunk)
+            h1, expand_act_vjp = activation_vjp(self.act, z_expand)
+            dh1, d_kernel, d_t5, d_t3 = self._depthwise_backward(p, w, kernel_index, h1, dh2)
+            d_expand_bn, du_expand = expand_bn_backward(expand_act_vjp(dh1))
+            at = j * self.chunk
+            put = lax.dynamic_update_slice_in_dim
+            grads = dict(grads)
+            grads["expand_kernel"] = put(grads["expand_kernel"], _weight_grad(x, du_expand), at, 1)
+            grads["project_kernel"] = put(grads["project_kernel"], _weight_grad(scaled, du), at, 0)
+            grads["depthwise_kernel"] = put(grads["depthwise_kernel"], d_kernel, at, 2)
+            grads["transform_5"] = lax.add(grads["transform_5"], d_t5)
+            grads["transform_3"] = lax.add(grads["transform_3"], d_t3)
+            for name, d_bn in (("expand_bn", d_expand_bn), ("depthwise_bn", d_depthwise_bn)):
+                grads[name] = {**grads[name], "scale": put(grads[name]["scale"], d_bn["scale"], at, 0),
+                               "bias": put(grads[name]["bias"], d_bn["bias"], at, 0)}
+            return grads, lax.add(dx, _pointwise_transposed(du_expand, w["expand_kernel"]))
+
+        zero_grads = jax.tree.map(lambda v: lax.full_like(v, 0), p)
+        grads, dx = lax.fori_loop(0, n, chunk_backward, (zero_grads, lax.full_like(x, 0)))
+        grads["project_bn"] = d_project_bn
+        if self.se:
+            grads.update(d_se)
+        return grads, (lax.add(dx, dy) if self.residual else dx)
 
     def _run(self, p: dict, x, expand_index, kernel_index, active, mode: str):
         """`_forward`, or with `active` given, `lax.cond` between it and `_skip` (a block beyond its stage's depth)."""
@@ -272,20 +369,21 @@ class ElasticMBConv(nnx.Module):
     def train_forward(self, p: dict, x, expand_index, kernel_index, active):
         """The training-mode block: ((y, its 3 BN statistics), residuals for `train_backward`).
 
-        The residuals are the block's input and its expanded and depthwise activations (at the largest width, zero
-        beyond the active one), with the weights and choices.
+        The residuals are the block's input, its depthwise output chunk by chunk (zero beyond the active chunks; the
+        backward recomputes the expansion), the projection's input and, with SE, the pooled activations; with the
+        weights and choices.
         """
-        y, stats, (h1, h2) = self._run(p, x, expand_index, kernel_index, active, "train")
-        return (y, stats), (p, x, h1, h2, expand_index, kernel_index, active)
+        y, stats, residuals = self._run(p, x, expand_index, kernel_index, active, "train")
+        return (y, stats), (p, x, residuals, expand_index, kernel_index, active)
 
     def train_backward(self, residuals, dy):
-        """(d p, d x) of the training-mode block output for cotangent dy: the vjps of the branch the forward took
-        (`_backward`); for a skipped block, zero weight gradients and dy itself."""
-        p, x, h1, h2, e, k, active = residuals
+        """(d p, d x) of the training-mode block output for cotangent dy (`_backward`); for a skipped block, zero
+        weight gradients and dy itself."""
+        p, x, saved, e, k, active = residuals
         if active is None:
-            return self._backward(p, x, h1, h2, e, k, dy)
-        skipped = lambda p, x, h1, h2, e, k, dy: (jax.tree.map(lambda v: lax.full_like(v, 0), p), dy)
-        return lax.cond(active, self._backward, skipped, p, x, h1, h2, e, k, dy)
+            return self._backward(p, x, saved, e, k, dy)
+        skipped = lambda p, x, saved, e, k, dy: (jax.tree.map(lambda v: lax.full_like(v, 0), p), dy)
+        return lax.cond(active, self._backward, skipped, p, x, saved, e, k, dy)
 
     @property
     def spec(self) -> tuple:
