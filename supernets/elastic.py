@@ -1,4 +1,4 @@
-"""Elastic layers with weights at their largest shape: the elastic MBConv block (kernel, expand) and its convs."""
+"""The elastic MBConv block (kernel 3 / 5 / 7, expand 3 / 4 / 6) with its weights at their largest shape."""
 
 from __future__ import annotations
 
@@ -17,36 +17,12 @@ from supernets.activations import ACTIVATIONS, activation_vjp
 from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
 from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
+from supernets.pointwise import contract, pointwise, pointwise_kernel_grad, pointwise_transposed
 
 
 def he_fout(rngs: nnx.Rngs, shape, fan_out: int):
     """OFA's 'he_fout' initialisation: normal with std sqrt(2 / (k * k * out_channels))."""
     return jax.random.normal(rngs.params(), shape, jnp.float32) * np.sqrt(2.0 / fan_out)
-
-
-def _contract(a, b, a_axis: int, b_axis: int):
-    """The 2-D product of a and b over a's axis `a_axis` and b's `b_axis` (lax: jnp.dot traces a jitted function)."""
-    return lax.dot_general(a, b, (((a_axis,), (b_axis,)), ((), ())))
-
-
-def _rows(x):
-    """x (..., C) as the matrix (prod(...), C)."""
-    return lax.reshape(x, (x.size // x.shape[-1], x.shape[-1]))
-
-
-def pointwise(x, kernel):
-    """1x1 convolution of x (..., C_in) with kernel (C_in, C_out), as one matmul."""
-    return lax.reshape(_contract(_rows(x), kernel, 1, 0), (*x.shape[:-1], kernel.shape[1]))
-
-
-def _pointwise_transposed(dy, kernel):
-    """1x1 convolution of dy (..., C_out) with kernel.T: the input cotangent of `pointwise(x, kernel)`."""
-    return lax.reshape(_contract(_rows(dy), kernel, 1, 1), (*dy.shape[:-1], kernel.shape[0]))
-
-
-def _weight_grad(x, dy):
-    """Gradient of the 1x1 convolution's kernel, `pointwise(x, kernel)`, for output cotangent dy."""
-    return _contract(_rows(x), _rows(dy), 0, 0)
 
 
 def _spatial_sum(x):
@@ -65,21 +41,8 @@ def _divided(x, divisor: int):
 
 def _affine(x, kernel, bias):
     """x (N, C_in) @ kernel + bias."""
-    y = _contract(x, kernel, 1, 0)
+    y = contract(x, kernel, 1, 0)
     return lax.add(y, lax.broadcast_in_dim(bias, y.shape, (1,)))
-
-
-def patch_conv(x, kernel, stride: int):
-    """k x k convolution of x (N, H, W, C_in) with kernel (k, k, C_in, C_out), padding k // 2, as one matmul of
-    the k * k shifted (strided) views stacked along channels. For the first conv, whose C_in is 3: inside the
-    training step at res 64, XLA's CPU convolution took 39 ms for its weight gradient (README, Known limits)."""
-    k, p = kernel.shape[0], kernel.shape[0] // 2
-    _, h, w, c = x.shape
-    ho, wo = -(-h // stride), -(-w // stride)
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    views = [xp[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
-             for i in range(k) for j in range(k)]
-    return pointwise(jnp.concatenate(views, axis=-1), kernel.reshape(k * k * c, kernel.shape[3]))
 
 
 class ElasticMBConv(nnx.Module):
@@ -196,10 +159,10 @@ class ElasticMBConv(nnx.Module):
 
         def backward(d_gate):
             d_gate = gate_vjp(d_gate)
-            d_squeezed = squeeze_vjp(lax.mul(_contract(d_gate, expand_kernel, 1, 1), mask))
-            grads = {"se_reduce_kernel": _weight_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
-                     "se_expand_kernel": _weight_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
-            return grads, _contract(d_squeezed, reduce_kernel, 1, 1)
+            d_squeezed = squeeze_vjp(lax.mul(contract(d_gate, expand_kernel, 1, 1), mask))
+            grads = {"se_reduce_kernel": pointwise_kernel_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
+                     "se_expand_kernel": pointwise_kernel_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
+            return grads, contract(d_squeezed, reduce_kernel, 1, 1)
 
         return gate, backward
 
@@ -313,7 +276,7 @@ class ElasticMBConv(nnx.Module):
 
             def gate_cotangent(j, d_gate):
                 w, z, _ = chunk_activations(j)
-                d_scaled = _pointwise_transposed(du, w["project_kernel"])
+                d_scaled = pointwise_transposed(du, w["project_kernel"])
                 d_chunk = _spatial_sum(lax.mul(d_scaled, ACTIVATIONS[self.act](z)))
                 return lax.dynamic_update_slice_in_dim(d_gate, d_chunk, j * self.chunk, 1)
 
@@ -325,7 +288,7 @@ class ElasticMBConv(nnx.Module):
             grads, dx = carry
             w, z, depthwise_bn_backward = chunk_activations(j)
             a, act_vjp = activation_vjp(self.act, z)
-            d_scaled = _pointwise_transposed(du, w["project_kernel"])
+            d_scaled = pointwise_transposed(du, w["project_kernel"])
             if self.se:
                 gate_j = self._gate_chunk(gate, j, a)
                 scaled = lax.mul(a, gate_j)
@@ -342,15 +305,15 @@ class ElasticMBConv(nnx.Module):
             at = j * self.chunk
             put = lax.dynamic_update_slice_in_dim
             grads = dict(grads)
-            grads["expand_kernel"] = put(grads["expand_kernel"], _weight_grad(x, du_expand), at, 1)
-            grads["project_kernel"] = put(grads["project_kernel"], _weight_grad(scaled, du), at, 0)
+            grads["expand_kernel"] = put(grads["expand_kernel"], pointwise_kernel_grad(x, du_expand), at, 1)
+            grads["project_kernel"] = put(grads["project_kernel"], pointwise_kernel_grad(scaled, du), at, 0)
             grads["depthwise_kernel"] = put(grads["depthwise_kernel"], d_kernel, at, 2)
             grads["transform_5"] = lax.add(grads["transform_5"], d_t5)
             grads["transform_3"] = lax.add(grads["transform_3"], d_t3)
             for name, d_bn in (("expand_bn", d_expand_bn), ("depthwise_bn", d_depthwise_bn)):
                 grads[name] = {**grads[name], "scale": put(grads[name]["scale"], d_bn["scale"], at, 0),
                                "bias": put(grads[name]["bias"], d_bn["bias"], at, 0)}
-            return grads, lax.add(dx, _pointwise_transposed(du_expand, w["expand_kernel"]))
+            return grads, lax.add(dx, pointwise_transposed(du_expand, w["expand_kernel"]))
 
         zero_grads = jax.tree.map(lambda v: lax.full_like(v, 0), p)
         grads, dx = lax.fori_loop(0, n, chunk_backward, (zero_grads, lax.full_like(x, 0)))

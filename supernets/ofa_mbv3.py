@@ -10,8 +10,9 @@ from search_spaces.errors import UserInputError
 from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
                                     FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
-from supernets.elastic import ElasticMBConv, he_fout, patch_conv, pointwise
+from supernets.elastic import ElasticMBConv, he_fout
 from supernets.elastic_bn import ElasticBatchNorm
+from supernets.pointwise import patch_conv, pointwise
 from supernets.static import hswish, relu
 
 MODES = ("train", "eval", "calibrate")

@@ -1,5 +1,5 @@
-"""Elastic layers: the MBConv block's chunked forward and hand-written backward equal JAX's autodiff of the block on
-statically sliced weights; the first conv as one matmul equals XLA's convolution."""
+"""The elastic MBConv block: its chunked forward and hand-written backward equal JAX's autodiff of the block on
+statically sliced weights."""
 
 from functools import partial
 
@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax import lax
 
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES
 from supernets.depthwise import depthwise_conv
-from supernets.elastic import ElasticMBConv, patch_conv, pointwise
+from supernets.elastic import ElasticMBConv
 from supernets.elastic_bn import ElasticBatchNorm
 from supernets.kernel_transform import KERNEL_SIZES
+from supernets.pointwise import pointwise
 from supernets.static import ACTIVATIONS, hsigmoid, relu
 
 
@@ -73,21 +73,3 @@ def test_training_forward_and_backward_equal_the_statically_sliced_block_for_eve
                                                err_msg=f"expand {e} kernel {k} active {active} "
                                                        f"{jax.tree_util.keystr(path)}")
     assert ours._cache_size() == 1
-
-
-@pytest.mark.parametrize("stride, height, width", [(2, 32, 32), (2, 15, 16), (1, 9, 8)])
-def test_patch_conv_equals_lax_convolution(stride, height, width):
-    """Output and weight gradient, odd and even sizes (PyTorch-style padding k // 2)."""
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2, height, width, 3)), jnp.float32)
-    kernel = jnp.asarray(rng.standard_normal((3, 3, 3, 8)), jnp.float32)
-
-    def reference(kernel):
-        return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    np.testing.assert_allclose(patch_conv(x, kernel, stride), reference(kernel), atol=1e-5)
-    weight = jnp.asarray(rng.standard_normal(reference(kernel).shape), jnp.float32)
-    grad, grad_reference = (jax.grad(lambda k: jnp.sum(fn(k) * weight))(kernel)
-                            for fn in (lambda k: patch_conv(x, k, stride), reference))
-    np.testing.assert_allclose(grad, grad_reference, rtol=1e-4, atol=1e-4)
