@@ -359,9 +359,8 @@ class ElasticMBConv(nnx.Module):
         With `active` given, `lax.cond` skips the block (identity) when it lies beyond its stage's depth.
 
         In training the block has a hand-written backward (`jax.custom_vjp` of `train_forward` and
-        `train_backward`). JAX's own autodiff of a switch or cond keeps the residuals of every branch, zero-filled
-        for the branches not taken; and tracing that autodiff (or `jax.checkpoint` around it) took most of the
-        compile.
+        `train_backward`): JAX cannot reverse the chunk loops (their trip count is traced), and its autodiff of the
+        kernel switch and the skip cond would keep every branch's residuals, zero-filled for the branches not taken.
 
         Forward and backward run as jitted functions of the block's `spec`: blocks of equal spec (a stage's blocks
         after its first) are traced once, and XLA compiles their identical kernels once.
