@@ -1,7 +1,7 @@
 """The elastic block's activations in lax primitives, each with its hand-written vjp.
 
-The training step traces these for every branch of every block, forward and backward: `jax.nn.hard_swish` and
-jnp's operators each trace a small jitted function per call, and `jax.vjp` of them traces their linearisation.
+The training step traces these in every elastic block's forward and backward: `jax.nn.hard_swish` and jnp's
+operators each trace a small jitted function per call, and `jax.vjp` of them traces their linearisation.
 Values equal `supernets.static`'s activations (which the extracted networks use, for ONNX's HardSwish); the
 derivatives equal JAX's (zero where relu6 clips, `jax.nn.relu6`'s convention; zero at 0 for relu).
 """
@@ -56,6 +56,5 @@ def activation_vjp(name: str, x):
     """(activation `name` of x, vjp) where vjp(dy) = dy * its derivative at x."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    slope = _SLOPES[name](x)
-    return ACTIVATIONS[name](x), lambda dy: lax.mul(dy, slope)
+    return ACTIVATIONS[name](x), lambda dy: lax.mul(dy, _SLOPES[name](x))
 
