@@ -15,7 +15,7 @@ from jax import lax
 from search_spaces.ofa_mbv3 import EXPAND_CHOICES, make_divisible
 from supernets.activations import ACTIVATIONS, activation_vjp
 from supernets.depthwise import depthwise_conv, depthwise_conv_vjp
-from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum
+from supernets.elastic_bn import ElasticBatchNorm, batch_norm_train, channel_sum, first_mask
 from supernets.kernel_transform import KERNEL_SIZES, active_kernel
 from supernets.pointwise import contract, pointwise, pointwise_kernel_grad, pointwise_transposed
 
@@ -149,10 +149,9 @@ class ElasticMBConv(nnx.Module):
         gate zero beyond the active channels, = (d SE weights, d pooled)."""
         reduce_kernel, expand_kernel = p["se_reduce_kernel"], p["se_expand_kernel"]
         active = lax.dynamic_index_in_dim(np.array(self.se_choices, np.int32), expand_index, keepdims=False)
-        mask = lax.convert_element_type(
-            lax.lt(lax.iota(np.int32, reduce_kernel.shape[1]), lax.broadcast(active, (reduce_kernel.shape[1],))),
-            pooled.dtype)
-        mask = lax.broadcast_in_dim(mask, (pooled.shape[0], reduce_kernel.shape[1]), (1,))
+        units = reduce_kernel.shape[1]
+        mask = lax.broadcast_in_dim(lax.convert_element_type(first_mask(units, active), pooled.dtype),
+                                    (pooled.shape[0], units), (1,))
         squeezed, squeeze_vjp = activation_vjp("relu", _affine(pooled, reduce_kernel, p["se_reduce_bias"]))
         squeezed = lax.mul(squeezed, mask)
         gate, gate_vjp = activation_vjp("hsigmoid", _affine(squeezed, expand_kernel, p["se_expand_bias"]))
@@ -160,8 +159,10 @@ class ElasticMBConv(nnx.Module):
         def backward(d_gate):
             d_gate = gate_vjp(d_gate)
             d_squeezed = squeeze_vjp(lax.mul(contract(d_gate, expand_kernel, 1, 1), mask))
-            grads = {"se_reduce_kernel": pointwise_kernel_grad(pooled, d_squeezed), "se_reduce_bias": channel_sum(d_squeezed),
-                     "se_expand_kernel": pointwise_kernel_grad(squeezed, d_gate), "se_expand_bias": channel_sum(d_gate)}
+            grads = {"se_reduce_kernel": pointwise_kernel_grad(pooled, d_squeezed),
+                     "se_reduce_bias": channel_sum(d_squeezed),
+                     "se_expand_kernel": pointwise_kernel_grad(squeezed, d_gate),
+                     "se_expand_bias": channel_sum(d_gate)}
             return grads, contract(d_squeezed, reduce_kernel, 1, 1)
 
         return gate, backward

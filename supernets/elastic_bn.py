@@ -28,6 +28,11 @@ def _per_channel(v, x):
     return lax.broadcast_in_dim(v, x.shape, (x.ndim - 1,))
 
 
+def first_mask(size: int, count):
+    """Boolean mask (size,) of the first `count` (traced) entries."""
+    return lax.lt(lax.iota(np.int32, size), lax.broadcast(count, (size,)))
+
+
 def _batch_moments(x):
     """(mean, x - mean, biased variance) of x (..., C) per channel."""
     mean = _channel_mean(x)
@@ -67,7 +72,7 @@ class ElasticBatchNorm(nnx.Module):
         """(y, statistics) of x (..., c): (x - mean) * (rsqrt(var + eps) * scale) + bias over its first c channels.
 
         Written with lax primitives: a jnp operator on a tracer traces a small jitted function, and the training
-        step traces this for every BN of every branch and its vjp.
+        step traces this for every BN of every block and its backward.
         """
         if mode == "eval":
             mean, var, stat = lax.slice_in_dim(p["mean"], 0, c), lax.slice_in_dim(p["var"], 0, c), None
@@ -86,14 +91,10 @@ class ElasticBatchNorm(nnx.Module):
         zeros = lax.full_like(p["mean"], 0)
         return zeros, zeros, np.int32(0)
 
-    def _first(self, count):
-        """Mask of the first `count` (traced) of the channels."""
-        return lax.lt(lax.iota(np.int32, self.channels), lax.broadcast(count, (self.channels,)))
-
     def update(self, stat, momentum: float = BN_MOMENTUM):
         """Running average (PyTorch momentum convention) over the channels the batch used."""
         mean, var, count = stat
-        active = self._first(count)
+        active = first_mask(self.channels, count)
         for running, batch in ((self.mean, mean), (self.var, var)):
             old = running.get_value()
             keep, take = np.array(1 - momentum, old.dtype), np.array(momentum, old.dtype)
@@ -102,7 +103,7 @@ class ElasticBatchNorm(nnx.Module):
 
     def set_statistics(self, mean, var, count):
         """Overwrite the running statistics of the first `count` channels."""
-        active = self._first(count)
+        active = first_mask(self.channels, count)
         for running, batch in ((self.mean, mean), (self.var, var)):
             running.set_value(lax.select(active, batch, running.get_value()))
 
