@@ -37,28 +37,30 @@ class CostModel:
         return dict(self._description)
 
 
-def _find_measured_table(space, device, tables_dir=None) -> LookupTable | None:
-    """A shipped (or user) measured table of the device that covers every layer of the space, if any."""
+def _find_measured_table(space, device, tables_dir=None, layer_options: dict | None = None) -> LookupTable | None:
+    """A shipped (or user) measured table of the device that covers every layer of the space at these layer
+    options (width, classes), if any."""
     for path in measured_tables(device.name, tables_dir):
         table = LookupTable.load(path)
-        if table.metadata.get("method") != "roofline" and not table.missing(space):
+        if table.metadata.get("method") != "roofline" and not table.missing(space, **dict(layer_options or {})):
             return table
     return None
 
 
-def _table_cost_model(space, device, table: LookupTable, kind: str) -> CostModel:
-    latency_fn = lambda archs: table.predict(space, archs)
-    if table.has_energy(space):
-        energy_fn = lambda archs: table.predict_energy(space, archs)
+def _table_cost_model(space, device, table: LookupTable, kind: str, layer_options: dict | None = None) -> CostModel:
+    options = dict(layer_options or {})
+    latency_fn = lambda archs: table.predict(space, archs, **options)
+    if table.has_energy(space, **options):
+        energy_fn = lambda archs: table.predict_energy(space, archs, **options)
         energy_source = "measured per-layer energy in the table"
     else:
         precision = table.metadata.get("precision") if table.metadata.get("precision") in device.peak_gflops else None
         energy = EnergyModel.from_device(device, precision)
-        energy_fn = energy.evaluator(space, table.per_layer(space), table.overhead_ms,
-                                     **table.metadata.get("layer_options", {}))
+        energy_fn = energy.evaluator(space, table.per_layer(space, **options), table.overhead_ms,
+                                     **{**table.metadata.get("layer_options", {}), **options})
         energy_source = f"energy model ({energy.source})"
     description = {"kind": kind, "device": device.name, "space": space.config(), "table": table.describe(),
-                   "estimated": table.estimated, "energy": energy_source}
+                   "estimated": table.estimated, "energy": energy_source, "layer_options": options}
     return CostModel(space, device, lambda a: {"latency_ms": latency_fn(a), "energy_mj": energy_fn(a)}, description)
 
 
@@ -77,8 +79,9 @@ def _predictor_cost_model(space, device, path) -> CostModel:
 def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir=None, tables_dir=None,
                      precision: str | None = None, layer_options: dict | None = None) -> CostModel:
     """kind 'lut': the table at `path`, else the device's measured table covering the space, else a roofline
-    estimate (labelled estimated); 'roofline': always the estimate; 'predictor': latency B's calibrated model.
-    `layer_options` (num_classes, width_mult) shape the estimated tables; measured tables carry their own."""
+    estimate (labelled estimated); 'roofline': always the estimate; 'predictor': a calibrated model.
+    `layer_options` (num_classes, width_mult) say which network is priced: a table must cover its layers at those
+    options (a measured table of another width is not used), and estimated tables are built for them."""
     if kind not in KINDS:
         raise UserInputError(f"latency model kind {kind!r} is not one of {list(KINDS)}")
     device = get_device(device, devices_dir)
@@ -86,9 +89,10 @@ def build_cost_model(space, device, kind: str = "lut", path=None, *, devices_dir
         return _predictor_cost_model(space, device, path)
     if kind == "lut" and path is not None:
         table = LookupTable.load(Path(path))
-        table.check_covers(space)
-        return _table_cost_model(space, device, table, kind)
-    table = _find_measured_table(space, device, tables_dir) if kind == "lut" else None
+        table.check_covers(space, **dict(layer_options or {}))
+        return _table_cost_model(space, device, table, kind, layer_options)
+    table = _find_measured_table(space, device, tables_dir, layer_options) if kind == "lut" else None
     if table is None:
-        table = roofline_table(space, device, precision, **dict(layer_options or {}))
-    return _table_cost_model(space, device, table, kind)
+        return _table_cost_model(space, device, roofline_table(space, device, precision, **dict(layer_options or {})),
+                                 kind)
+    return _table_cost_model(space, device, table, kind, layer_options)

@@ -155,11 +155,18 @@ class LookupTable:
     def layer_correction_ms(self) -> float:
         return float(self.metadata.get("layer_correction_ms", 0.0))
 
-    def predict(self, space, archs, layer_correction_ms: float | None = None, **layer_options) -> np.ndarray:
+    @property
+    def network_offset_ms(self) -> float:
+        return float(self.metadata.get("network_offset_ms", 0.0))
+
+    def predict(self, space, archs, layer_correction_ms: float | None = None, network_offset_ms: float | None = None,
+                **layer_options) -> np.ndarray:
         """Latency in ms of each architecture: the sum of its layers' entries plus the fixed overhead. Entries
-        are lowered by the table's fitted per-layer boundary correction (`layer_correction_ms`, 0 if none)."""
+        are lowered by the table's fitted per-layer boundary correction (`layer_correction_ms`, 0 if none) and the
+        fitted per-network offset of the deployed graph is added (`network_offset_ms`, 0 if none)."""
         correction = self.layer_correction_ms if layer_correction_ms is None else layer_correction_ms
-        return self.evaluator(space, correction=correction, **layer_options)(archs) + self.overhead_ms
+        offset = self.network_offset_ms if network_offset_ms is None else network_offset_ms
+        return self.evaluator(space, correction=correction, **layer_options)(archs) + self.overhead_ms + offset
 
     def predict_energy(self, space, archs, **layer_options) -> np.ndarray:
         """Energy in mJ from per-layer energy entries (tables profiled with a power reader)."""

@@ -3,6 +3,7 @@ ONNX Runtime (warm-up, repeats, median, spread); the table is written as it goes
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -137,10 +138,15 @@ def _new_table(space, device, timing: TimingConfig, layer_options: dict, overhea
         clock=timing.resolved_clock, group=timing.group,
         warmup=timing.warmup, repeats=timing.repeats, space=space.config(), layer_options=layer_options,
         overhead_ms=stats["median"], overhead=stats, exporter=f"jax2onnx {getattr(jax2onnx, '__version__', '')}",
-        host=f"{platform.node()} {platform.machine()} {_cpu_model()}",
+        host=f"{platform.node()} {platform.machine()} {_cpu_model()}", machine=machine_description(),
         notes="entry = per-layer model time minus the measured per-inference overhead; overhead_ms is added once "
               "per network")
     return LookupTable({}, metadata)
+
+
+def machine_description() -> str:
+    """The CPU a host-cpu table describes: architecture, model name and core count."""
+    return f"{platform.machine()} {_cpu_model()} {os.cpu_count()} CPUs"
 
 
 def _cpu_model() -> str:

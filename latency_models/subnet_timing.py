@@ -1,6 +1,7 @@
-"""Whole-subnet timing: ofa_mbv3 subnets exported whole (jax2onnx) and timed like the layers, and the per-layer
-boundary correction a table fits from a few of them (a layer timed alone pays input/output layout conversions
-and buffer set-up that a network pays once)."""
+"""Whole-subnet timing: ofa_mbv3 subnets exported whole as a user deploys them (jax2onnx, dynamic batch, input
+normalisation inside) and timed like the layers, and the calibration a table fits from a few of them: a per-layer
+boundary correction (a layer timed alone pays input/output layout conversions and buffer set-up that a network pays
+once) and a per-network offset (the deployed graph's own ops: normalisation, dynamic-shape bookkeeping)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ CALIBRATION_SEED = 12345
 
 
 def export_ofa_subnet(space, arch, **layer_options) -> bytes:
-    """One ofa_mbv3 architecture as a whole `supernets.static.StaticMobileNetV3` ONNX model (random weights)."""
+    """One ofa_mbv3 architecture as a whole `supernets.static.StaticMobileNetV3` ONNX model (random weights) in
+    the form `nas export` writes: a dynamic batch and a per-channel input scale and shift before the network."""
     import jax2onnx
     from flax import nnx
     from latency_models.layer_modules import filled, ofa_static_config, onnx_export_context
@@ -23,7 +25,9 @@ def export_ofa_subnet(space, arch, **layer_options) -> bytes:
     resolution = int(space.values(arch)[0, 0])
     with onnx_export_context():
         model = filled(lambda: StaticMobileNetV3.from_config(config, rngs=nnx.Rngs(0)))
-        proto = jax2onnx.to_onnx(lambda x: model(x, False), [(1, resolution, resolution, 3)], model_name="subnet")
+        scale, shift = np.float32([4.1, 4.2, 4.3]), np.float32([-2.0, -2.1, -2.2])
+        proto = jax2onnx.to_onnx(lambda x: model(x * scale + shift, False), [("B", resolution, resolution, 3)],
+                                 model_name="subnet")
     return proto.SerializeToString()
 
 
@@ -37,23 +41,29 @@ def time_subnets(space, archs, timing: TimingConfig, layer_options: dict | None 
     return np.array([np.median(t) for t in time_models(models, timing)])
 
 
-def fit_layer_correction(table: LookupTable, space, archs, measured_ms) -> float:
-    """Least-squares per-layer correction c >= 0 (ms) with measured ~ sum(entries) + overhead - c x layers run."""
-    predicted = table.predict(space, archs, layer_correction_ms=0.0)
+def fit_calibration(table: LookupTable, space, archs, measured_ms) -> tuple[float, float]:
+    """Least squares (c, d): measured ~ sum(entries) + overhead - c x layers run + d, with c >= 0 (ms per layer)
+    and d the per-network offset (ms)."""
+    predicted = table.predict(space, archs, layer_correction_ms=0.0, network_offset_ms=0.0)
     layers_run = space_layers(space, **table.metadata.get("layer_options", {})).table(archs).count.sum(1)
-    residual = predicted - np.asarray(measured_ms)
-    return max(0.0, float(residual @ layers_run / (layers_run @ layers_run)))
+    residual = np.asarray(measured_ms) - predicted
+    design = np.stack([-layers_run.astype(np.float64), np.ones(len(layers_run))], axis=1)
+    (correction, offset), *_ = np.linalg.lstsq(design, residual, rcond=None)
+    if correction < 0 or len(layers_run) < 2 or np.ptp(layers_run) == 0:
+        correction, offset = 0.0, float(np.mean(residual))
+    return float(correction), float(offset)
 
 
 def calibrate_table(table: LookupTable, space, timing: TimingConfig, n: int = 6, progress: bool = True) -> dict:
     """Times `n` random whole subnets, fits the per-layer correction into the table's metadata; returns a summary."""
     archs = space.sample(n, CALIBRATION_SEED)
     measured = time_subnets(space, archs, timing, table.metadata.get("layer_options"), progress)
-    before = table.predict(space, archs, layer_correction_ms=0.0)
-    correction = fit_layer_correction(table, space, archs, measured)
+    before = table.predict(space, archs, layer_correction_ms=0.0, network_offset_ms=0.0)
+    correction, offset = fit_calibration(table, space, archs, measured)
     table.metadata["layer_correction_ms"] = correction
+    table.metadata["network_offset_ms"] = offset
     after = table.predict(space, archs)
-    summary = {"subnets": n, "seed": CALIBRATION_SEED, "layer_correction_ms": correction,
+    summary = {"subnets": n, "seed": CALIBRATION_SEED, "layer_correction_ms": correction, "network_offset_ms": offset,
                "median_abs_error_before": float(np.median(np.abs(before - measured) / measured)),
                "median_abs_error_after": float(np.median(np.abs(after - measured) / measured))}
     table.metadata["calibration"] = summary

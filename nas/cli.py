@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from nas.progress import configure_for_logs
 from search_spaces.errors import UserInputError
 
 COMMAND_MODULES = [
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_for_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -77,6 +77,8 @@ class TrainConfig(Section):
     distill: bool = field(True, doc="in-place distillation from the largest subnet")
     bn_calibration_batches: int = field(4, ge=1)
     checkpoint_every: int = field(50, ge=1, doc="steps between checkpoints")
+    eval_every: int = field(0, ge=0, doc="steps between validation accuracies of the phase's largest and smallest "
+                            "subnets in metrics.csv (0: at phase ends only)")
     phases: list[PhaseConfig] = field(default_factory=lambda: [PhaseConfig(name="full")])
 
     def check(self, path: str) -> None:
@@ -93,11 +95,17 @@ class TargetConfig(Section):
     latency_model: Literal["lut", "roofline", "predictor"] = field("lut")
     predictor: Optional[str] = field(None, doc="path of a model fitted by `nas latency fit`")
     budgets_ms: list[float] = field(default_factory=list, gt=0, doc="latency budgets in ms")
+    budgets_relative: list[float] = field(default_factory=list, ge=0, le=1, doc="latency budgets as fractions "
+                                          "between this device's fastest (0) and slowest (1) subnet, resolved to "
+                                          "ms when the run starts (budgets.json)")
     energy_budgets_mj: list[float] = field(default_factory=list, gt=0)
     profile_warmup: int = field(10, ge=0, doc="host-cpu profiling: untimed runs per layer")
     profile_repeats: int = field(50, ge=1, doc="host-cpu profiling: timed runs per layer")
     profile_calibration_subnets: int = field(4, ge=0, doc="host-cpu profiling: whole subnets timed to correct "
                                              "the per-layer sum (0: none)")
+    reuse_table: bool = field(True, doc="host-cpu: reuse the table an earlier run measured on this machine with "
+                              "the same layers and timing settings (kept under ~/.cache/hwnas/luts), so runs of "
+                              "one seed give one front; false measures anew")
 
     def check(self, path: str) -> None:
         if self.latency_model == "predictor" and not self.predictor:

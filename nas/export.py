@@ -34,30 +34,78 @@ def restore_params(model: nnx.Module, directory: Path) -> nnx.Module:
     return model
 
 
+def normalizer(normalization: dict):
+    """The function a deployed model applies first: raw images (float32 NHWC in [0, 1]) to the network's input,
+    `(x - mean) / std` per channel, written as one multiply and one add."""
+    mean = np.asarray(normalization["mean"], np.float32)
+    std = np.asarray(normalization["std"], np.float32)
+    scale, shift = (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
+    return lambda x: x * scale + shift
+
+
+def deployable(model: nnx.Module, normalization: dict):
+    """`raw images -> logits`: normalisation inside, every BatchNorm on its running statistics."""
+    network = nnx.view(model, use_running_average=True, raise_if_not_found=False)
+    normalize = normalizer(normalization)
+    return lambda x: network(normalize(x), train=False)
+
+
 @nnx.jit
-def _logits(model: nnx.Module, images):
-    return model(images, train=False)
+def _logits(model: nnx.Module, images, scale, shift):
+    return model(images * scale + shift, train=False)
 
 
-def export_onnx(model: nnx.Module, input_shape: tuple[int, int, int], path: Path) -> Path:
-    """Writes `model` (inference mode, NHWC input with a dynamic batch) as one self-contained ONNX file through
-    jax2onnx (weights embedded, never spilled into a `.onnx.data` sidecar)."""
+def _jax_logits(model: nnx.Module, normalization: dict, images) -> np.ndarray:
+    mean = np.asarray(normalization["mean"], np.float32)
+    std = np.asarray(normalization["std"], np.float32)
+    return np.asarray(_logits(model, jnp.asarray(images, jnp.float32), jnp.asarray(1.0 / std),
+                              jnp.asarray(-mean / std)))
+
+
+def export_onnx(function, input_shape: tuple[int, int, int], path: Path) -> Path:
+    """Writes `function` (NHWC float32 input with a dynamic batch named `images`, output `logits`) as one
+    self-contained ONNX file through jax2onnx (weights embedded, never spilled into a `.onnx.data` sidecar).
+
+    jax2onnx's intermediate shape annotations can disagree with the tensors it writes (a channel axis in NCHW
+    order on an NHWC tensor), which ONNX Runtime reports as warnings at load: they are dropped and inferred again
+    by ONNX's own shape inference, and the file must pass `onnx.checker.check_model(full_check=True)`."""
+    import onnx
     from jax2onnx import to_onnx
 
-    to_onnx(lambda x: model(x, train=False), [("B", *input_shape)], model_name=path.stem,
-            return_mode="file", output_path=str(path), input_names=["images"], output_names=["logits"],
-            export_mode="web")
+    to_onnx(function, [("B", *input_shape)], model_name=path.stem, return_mode="file", output_path=str(path),
+            input_names=["images"], output_names=["logits"], export_mode="web")
+    proto = onnx.load(str(path))
+    del proto.graph.value_info[:]
+    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    onnx.checker.check_model(proto, full_check=True)
+    path.write_bytes(proto.SerializeToString())
     return path
 
 
-def onnx_parity(model: nnx.Module, path: Path, images: np.ndarray) -> tuple[float, float]:
-    """(max absolute difference between ONNX Runtime's and JAX's logits on `images`, largest |logit|)."""
+def onnx_session(path: Path):
+    """An ONNX Runtime session on this CPU as the profiler opens one (same options and provider)."""
     from latency_models.profiler import TimingConfig, make_session
 
-    session = make_session(path.read_bytes(), TimingConfig())
-    ours = np.asarray(_logits(model, jnp.asarray(images)))
-    theirs = session.run(None, {session.get_inputs()[0].name: np.asarray(images, np.float32)})[0]
+    return make_session(path.read_bytes(), TimingConfig())
+
+
+def onnx_logits(session, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: np.asarray(images[i:i + batch_size], np.float32)})[0]
+                           for i in range(0, len(images), batch_size)])
+
+
+def onnx_parity(model: nnx.Module, normalization: dict, path: Path, images: np.ndarray) -> tuple[float, float]:
+    """(max absolute difference between ONNX Runtime's and JAX's logits on raw `images`, largest |logit|)."""
+    ours = _jax_logits(model, normalization, images)
+    theirs = onnx_logits(onnx_session(path), images)
     return float(np.max(np.abs(ours - theirs))), float(np.max(np.abs(ours)))
+
+
+def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of the exported file itself, run by ONNX Runtime on raw images."""
+    predicted = np.argmax(onnx_logits(onnx_session(path), images), axis=-1)
+    return float(np.mean(predicted == np.asarray(labels))) if len(labels) else 0.0
 
 
 def measure_onnx_latency(path: Path, *, warmup: int = 10, repeats: int = 50) -> dict:
@@ -70,37 +118,42 @@ def measure_onnx_latency(path: Path, *, warmup: int = 10, repeats: int = 50) -> 
             "p90_ms": float(np.percentile(times, 90)), "repeats": repeats}
 
 
-def accuracy(model: nnx.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = _logits(model, jnp.asarray(images[start:start + batch_size]))
-        correct += int(np.sum(np.argmax(np.asarray(logits), axis=-1) == labels[start:start + batch_size]))
-    return correct / max(len(images), 1)
+def input_spec(input_shape: tuple[int, int, int]) -> dict:
+    """How to feed an exported subnet, as arch.json records it."""
+    return {"name": "images", "layout": "NHWC", "shape": ["batch", *input_shape], "dtype": "float32",
+            "range": [0.0, 1.0], "normalization": "inside the model"}
 
 
-def export_subnet(model: StaticMobileNetV3, out_dir: str | Path, *, info: dict, input_shape: tuple[int, int, int],
-                  test_images: np.ndarray, test_labels: np.ndarray, parity_atol: float = 1e-4,
+def export_subnet(model: nnx.Module, out_dir: str | Path, *, info: dict, input_shape: tuple[int, int, int],
+                  normalization: dict, test_images: np.ndarray, test_labels: np.ndarray, parity_atol: float = 1e-4,
                   predicted_host_cpu_ms: float | None = None) -> dict:
     """Writes `arch.json`, `params/`, `model.onnx` and `metrics.json` into a new directory `out_dir`.
 
-    `info` (architecture string, space, target, budget, predicted metrics, normalisation) goes into arch.json with
-    the network config, so `load_subnet` rebuilds the model without the supernet. Returns the metrics."""
+    `model.onnx` takes raw images as the data loader yields them before normalisation (float32 NHWC in [0, 1]):
+    `normalization` ({"mean", "std"} per channel) is inside the graph. `info` (architecture string, space, target,
+    budget, predicted metrics) goes into arch.json with the network config, the normalisation and the input spec,
+    so `load_subnet` rebuilds the model without the supernet. The test accuracy in metrics.json is measured by
+    running `model.onnx` with ONNX Runtime over all of `test_images` (raw). Returns the metrics."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise UserInputError(f"subnet directory {out_dir} exists already; exports never overwrite")
     out_dir.mkdir(parents=True)
-    arch_info = {**info, "input_shape": list(input_shape), "network": model.to_config()}
+    normalization = {k: np.asarray(normalization[k], np.float32).tolist() for k in ("mean", "std")}
+    arch_info = {**info, "input_shape": list(input_shape), "input": input_spec(input_shape),
+                 "normalization": normalization, "network": model.to_config()}
     (out_dir / "arch.json").write_text(json.dumps(arch_info, indent=2))
     save_params(model, out_dir / "params")
-    onnx_path = export_onnx(model, input_shape, out_dir / "model.onnx")
-    diff, scale = onnx_parity(model, onnx_path, test_images[:16])
+    onnx_path = export_onnx(deployable(model, normalization), input_shape, out_dir / "model.onnx")
+    diff, scale = onnx_parity(model, normalization, onnx_path, test_images[:32])
     latency = measure_onnx_latency(onnx_path)
     # float32 rounding grows with the logits' magnitude: the tolerance scales with the largest logit beyond 1
     tolerance = parity_atol * max(1.0, scale)
     metrics = {"onnx_max_abs_diff": diff, "onnx_max_abs_logit": scale, "onnx_parity_atol": parity_atol,
                "onnx_parity_tolerance": tolerance, "onnx_parity_ok": diff <= tolerance,
                "host_cpu_latency_ms_measured": latency["median_ms"], "host_cpu_latency_spread_ms":
-               [latency["p10_ms"], latency["p90_ms"]], "test_accuracy": accuracy(model, test_images, test_labels),
+               [latency["p10_ms"], latency["p90_ms"]],
+               "test_accuracy": onnx_accuracy(onnx_path, test_images, test_labels),
+               "test_accuracy_measured_by": "onnxruntime on model.onnx, raw test images",
                "num_test": int(len(test_images))}
     if predicted_host_cpu_ms is not None:
         metrics["host_cpu_latency_ms_predicted"] = float(predicted_host_cpu_ms)
@@ -110,13 +163,35 @@ def export_subnet(model: StaticMobileNetV3, out_dir: str | Path, *, info: dict, 
 
 @dataclass
 class LoadedSubnet:
-    """An exported subnet as a callable: `subnet(images)` returns logits for NHWC float images."""
+    """An exported subnet as a callable: `subnet(images)` returns logits for raw images, as `model.onnx` does.
 
-    model: StaticMobileNetV3
+    `images`: float32 in [0, 1] or uint8 in [0, 255] (divided by 255), NHWC batches or one HWC image (then the
+    logits of that image alone, shape (classes,)). Normalisation happens inside."""
+
+    model: nnx.Module
     info: dict
 
     def __call__(self, images) -> jax.Array:
-        return self.model(jnp.asarray(images, jnp.float32), train=False)
+        images = np.asarray(images)
+        expected = tuple(self.info["input_shape"])
+        single = images.ndim == 3
+        batch = images[None] if single else images
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise UserInputError(f"subnet {self.arch!r} takes images of shape (batch, {', '.join(map(str, expected))})"
+                                 f" or one image {expected}, NHWC; got shape {images.shape}")
+        if batch.dtype == np.uint8:
+            batch = batch.astype(np.float32) / 255.0
+        elif np.issubdtype(batch.dtype, np.floating):
+            batch = batch.astype(np.float32)
+            low, high = (float(batch.min()), float(batch.max())) if batch.size else (0.0, 0.0)
+            if low < -1e-3 or high > 1 + 1e-3:
+                raise UserInputError(f"subnet {self.arch!r} takes raw float images in [0, 1] (or uint8); got values "
+                                     f"in [{low:.4g}, {high:.4g}]; do not normalise them, the model does")
+        else:
+            raise UserInputError(f"subnet {self.arch!r} takes float32 images in [0, 1] or uint8 images; got dtype "
+                                 f"{images.dtype}")
+        logits = _jax_logits(self.model, self.info["normalization"], batch)
+        return jnp.asarray(logits[0] if single else logits)
 
     @property
     def arch(self) -> str:

@@ -1,4 +1,4 @@
-"""The run report: Pareto plots per target, chosen-subnet tables, training curves, search progress, latency checks."""
+"""The run report: what to deploy where, Pareto plots per device, training curves, search progress, latency check."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nas import report_figures as figures
+from search_spaces.errors import UserInputError
 
-from nas.pareto import hypervolume, pareto_mask  # noqa: E402
-from search_spaces.errors import UserInputError  # noqa: E402
+LATENCY_SOURCES = {"measured": "measured (per-layer ONNX Runtime table of this CPU)",
+                   "roofline": "estimated (roofline model from the device's specs)",
+                   "predictor": "predicted (calibrated predictor)"}
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Section:
     figures: list[Figure] = field(default_factory=list)
     tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -39,8 +40,8 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def numeric_column(rows: list[dict], key: str) -> np.ndarray:
-    return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows], dtype=float)
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_subnets(run_dir: Path) -> list[dict]:
@@ -48,9 +49,7 @@ def load_subnets(run_dir: Path) -> list[dict]:
     subnets = []
     for arch_file in sorted((run_dir / "subnets").glob("*/arch.json")):
         info = json.loads(arch_file.read_text())
-        metrics_file = arch_file.parent / "metrics.json"
-        if metrics_file.exists():
-            info["metrics"] = json.loads(metrics_file.read_text())
+        info["metrics"] = _json(arch_file.parent / "metrics.json")
         info["id"] = arch_file.parent.name
         subnets.append(info)
     return subnets
@@ -61,94 +60,13 @@ def search_dirs(run_dir: Path) -> list[Path]:
     return sorted(p.parent for p in (run_dir / "search").rglob("history.csv"))
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def pareto_figure(rows: list[dict], target: str, budgets: list[float], chosen: list[dict], path: Path) -> Path:
-    """Accuracy vs latency of every evaluated subnet (energy as colour), the front, budgets and chosen subnets."""
-    acc, lat = numeric_column(rows, "accuracy"), numeric_column(rows, "latency_ms")
-    energy = numeric_column(rows, "energy_mj") if rows and "energy_mj" in rows[0] else None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ok = ~(np.isnan(acc) | np.isnan(lat))
-    if energy is not None and np.isfinite(energy[ok]).any():
-        points = ax.scatter(lat[ok], acc[ok], c=energy[ok], cmap="viridis", s=14, alpha=0.8)
-        fig.colorbar(points, ax=ax, label="energy (mJ)")
-    else:
-        ax.scatter(lat[ok], acc[ok], s=14, alpha=0.7, color="tab:blue", label="evaluated")
-    if ok.any():
-        front = pareto_mask(np.stack([lat[ok], -acc[ok]], axis=1))
-        order = np.argsort(lat[ok][front])
-        ax.step(lat[ok][front][order], acc[ok][front][order], where="post", color="black", lw=1.2,
-                label="Pareto front")
-    for i, budget in enumerate(budgets):
-        ax.axvline(budget, color="tab:red", ls="--", lw=1, label="latency budget" if i == 0 else None)
-    if chosen:
-        ax.scatter([c["latency_ms"] for c in chosen], [c["accuracy"] for c in chosen], marker="*", s=180,
-                   color="tab:orange", edgecolor="black", zorder=5, label="chosen subnets")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{target}: accuracy vs latency")
-    ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
-
-
-def hypervolume_curve(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Hypervolume of the front after each evaluation, reference at the worst accuracy and latency seen."""
-    acc, lat = numeric_column(rows, "accuracy"), numeric_column(rows, "latency_ms")
-    ok = ~(np.isnan(acc) | np.isnan(lat))
-    points = np.stack([lat[ok], -acc[ok]], axis=1)
-    if len(points) == 0:
-        return np.zeros(0), np.zeros(0)
-    ref = points.max(axis=0) + 1e-9
-    steps = np.unique(np.linspace(1, len(points), min(len(points), 60)).astype(int))
-    return steps, np.array([hypervolume(points[:k], ref) for k in steps])
-
-
-def progress_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for target, (steps, hv) in curves.items():
-        ax.plot(steps, hv, marker=".", label=target)
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel("hypervolume (latency, accuracy)")
-    ax.set_title("search progress")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def training_figure(rows: list[dict], path: Path) -> Path:
-    steps, loss = numeric_column(rows, "step"), numeric_column(rows, "loss")
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    phases = [r.get("phase", "") for r in rows]
-    for phase in dict.fromkeys(phases):
-        idx = [i for i, p in enumerate(phases) if p == phase]
-        ax.plot(steps[idx], loss[idx], lw=1, label=phase or "loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("supernet training")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def latency_check_figure(subnets: list[dict], path: Path) -> Path | None:
-    pairs = [(s["metrics"]["host_cpu_latency_ms_predicted"], s["metrics"]["host_cpu_latency_ms_measured"])
-             for s in subnets if "host_cpu_latency_ms_measured" in s.get("metrics", {})]
-    if not pairs:
-        return None
-    predicted, measured = np.array(pairs).T
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    ax.scatter(predicted, measured, color="tab:green")
-    top = max(predicted.max(), measured.max()) * 1.1
-    ax.plot([0, top], [0, top], color="grey", ls=":", label="y = x")
-    ax.set_xlabel("predicted host-cpu latency (ms)")
-    ax.set_ylabel("measured host-cpu latency (ms)")
-    ax.set_title("host-cpu: predicted vs measured")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+def latency_source(run_dir: Path, device: str) -> str:
+    """Whether a device's latencies in this run are measured, estimated or predicted (from its table's metadata)."""
+    table = run_dir / "luts" / f"{device}.json"
+    if not table.is_file():
+        return LATENCY_SOURCES["predictor"] if _json(run_dir / "config.yaml") else "latency model of the search"
+    method = json.loads(table.read_text()).get("metadata", {}).get("method", "")
+    return LATENCY_SOURCES.get(method, method or "unknown")
 
 
 def _fmt(value) -> str:
@@ -157,64 +75,175 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _budget_label(budget: float, relative: dict[float, float]) -> str:
+    fraction = relative.get(budget)
+    return f"{budget:g} ms" + ("" if fraction is None else f" ({fraction:.0%} of range)")
+
+
+def _budget_met(device: str, budget: float, predicted: float | None, metrics: dict) -> str:
+    if device == "host-cpu" and "host_cpu_latency_ms_measured" in metrics:
+        measured = metrics["host_cpu_latency_ms_measured"]
+        low = metrics.get("host_cpu_latency_spread_ms", [measured])[0]
+        if measured <= budget:
+            return f"yes: measured {measured:.3g} ms"
+        return (f"within noise: measured {measured:.3g} ms, p10 {low:.3g} ms" if low <= budget
+                else f"no: measured {measured:.3g} ms")
+    if predicted is None:
+        return "not known"
+    return f"yes (estimate {predicted:.3g} ms)" if predicted <= budget else f"no (estimate {predicted:.3g} ms)"
+
+
+def deploy_section(run_dir: Path, subnets: list[dict], relative: dict[str, dict[float, float]],
+                   sizes: dict) -> Section:
+    """Per device and budget: the subnet to deploy, its file, how to feed it, its accuracy and latency."""
+    section = Section("What to deploy where")
+    header = ["device", "budget", "subnet", "file", "test accuracy", "val. accuracy (search)",
+              "device latency", "latency source", "host-cpu measured", "budget met"]
+    rows = []
+    for s in subnets:
+        metrics = s["metrics"]
+        for choice in s.get("chosen_for", []):
+            device, budget = choice.get("device", ""), float(choice.get("budget_ms", np.nan))
+            predicted = choice.get("predicted", {})
+            test = metrics.get("test_accuracy")
+            host = metrics.get("host_cpu_latency_ms_measured")
+            rows.append((device, budget, [
+                device, _budget_label(budget, relative.get(device, {})), s["id"],
+                f"subnets/{s['id']}/model.onnx",
+                "-" if test is None else f"{_percent(test)} of {metrics.get('num_test', '?')} images",
+                "-" if "accuracy" not in predicted else f"{_percent(predicted['accuracy'])} of "
+                                                         f"{sizes.get('val', '?')} images",
+                "-" if "latency_ms" not in predicted else f"{predicted['latency_ms']:.3g} ms",
+                latency_source(run_dir, device).split(" (")[0],
+                "-" if host is None else f"{host:.3g} ms",
+                _budget_met(device, budget, predicted.get("latency_ms"), metrics)]))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    section.tables.append(("Chosen subnets, one per device and budget", header, [r for _, _, r in rows]))
+    first = subnets[0]
+    shape = first.get("input_shape", ["H", "W", "C"])
+    classes = first.get("class_names")
+    section.notes.append(
+        f"Each file takes raw images exactly as the data loader yields them: float32, NHWC, shape (N, "
+        f"{', '.join(map(str, shape))}), values in [0, 1]; normalisation is inside the model. Its output "
+        "`logits` has one column per class" + (f" ({', '.join(classes)})." if classes else "."))
+    section.notes.append(
+        "Test accuracy is measured by running model.onnx with ONNX Runtime on the raw test split; validation "
+        "accuracy is the supernet's (inherited weights, BN recalibrated) that the search ranked by. Device latency "
+        "is the search's model of that device; host-cpu measured is model.onnx timed on this machine (median of "
+        "50 runs, batch 1).")
+    section.code.append(
+        "import numpy as np, onnxruntime as ort\n"
+        f"session = ort.InferenceSession(\"{run_dir}/subnets/{first['id']}/model.onnx\")\n"
+        f"images = np.random.rand(4, {', '.join(map(str, shape))}).astype(np.float32)  # your images, in [0, 1]\n"
+        "logits = session.run(None, {\"images\": images})[0]\n"
+        "print(logits.argmax(axis=1))\n"
+        f"# or, in Python with JAX: nas.load_subnet(\"{run_dir}/subnets/{first['id']}\")(images)")
+    return section
+
+
+def _relative_budgets(run_dir: Path) -> dict[str, dict[float, float]]:
+    out = {}
+    for device, entry in _json(run_dir / "budgets.json").items():
+        out[device] = dict(zip(entry.get("relative_ms", []), entry.get("relative", [])))
+    return out
+
+
+def _front_table(rows: list[dict], pareto_file: Path) -> tuple[str, list[str], list[list[str]]] | None:
+    front = read_csv(pareto_file) if pareto_file.is_file() else []
+    if not front:
+        return None
+    columns = [c for c in front[0] if c not in ("arch", "hash", "index", "generation")]
+    table = [[_fmt(float(r[c])) if r[c] not in ("", None) else "" for c in columns] + [r["arch"]] for r in front]
+    return (f"Pareto front ({len(front)} of {len(rows)} evaluated)", columns + ["architecture"], table)
+
+
 def build_sections(run_dir: Path) -> list[Section]:
     images = run_dir / "report"
     subnets = load_subnets(run_dir)
-    sections, curves = [], {}
+    stages = _json(run_dir / "stages.json")
+    sizes = stages.get("data", {}).get("sizes", {})
+    relative = _relative_budgets(run_dir)
+    sections = [deploy_section(run_dir, subnets, relative, sizes)] if any(s.get("chosen_for") for s in subnets) \
+        else []
+    by_device: dict[str, list[tuple[Path, dict]]] = {}
     for directory in search_dirs(run_dir):
-        target = str(directory.relative_to(run_dir / "search"))
-        rows = read_csv(directory / "history.csv")
-        meta_file = directory / "target.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        name = meta.get("target", target)
-        chosen = [{**s, **c} for s in subnets for c in s.get("chosen_for", [s]) if c.get("target") == name]
-        budgets = [float(b) for b in meta.get("budgets_ms", [])]
-        slug = target.replace("/", "_").replace("@", "_")
-        section = Section(f"Target {meta.get('target', target)}")
-        section.figures.append(Figure("Pareto front", pareto_figure(
-            rows, meta.get("target", target), budgets,
-            [{"latency_ms": s["predicted"]["latency_ms"], "accuracy": s["predicted"]["accuracy"]} for s in chosen
-             if {"latency_ms", "accuracy"} <= set(s.get("predicted", {}))], images / f"pareto_{slug}.png"),
-            f"{len(rows)} evaluated subnets; dashed lines: budgets; stars: exported subnets"))
-        if chosen:
-            header = ["subnet", "budget (ms)", "val accuracy", "latency (ms)", "energy (mJ)", "test accuracy",
-                      "host-cpu measured (ms)", "ONNX max diff", "arch"]
-            table = [[s["id"], _fmt(s.get("budget_ms", "")), _fmt(s["predicted"].get("accuracy", "")),
-                      _fmt(s["predicted"].get("latency_ms", "")), _fmt(s["predicted"].get("energy_mj", "")),
-                      _fmt(s.get("metrics", {}).get("test_accuracy", "")),
-                      _fmt(s.get("metrics", {}).get("host_cpu_latency_ms_measured", "")),
-                      _fmt(s.get("metrics", {}).get("onnx_max_abs_diff", "")), s["arch"]] for s in chosen]
-            section.tables.append(("Chosen subnets", header, table))
-        curves[meta.get("target", target)] = hypervolume_curve(rows)
+        meta = _json(directory / "target.json")
+        meta.setdefault("target", str(directory.relative_to(run_dir / "search")))
+        by_device.setdefault(meta.get("device") or meta["target"], []).append((directory, meta))
+    curves = {}
+    for device, searches in by_device.items():
+        rows, seen, budgets = [], set(), []
+        for directory, meta in searches:
+            for row in read_csv(directory / "history.csv"):
+                if row["arch"] not in seen:
+                    seen.add(row["arch"])
+                    rows.append(row)
+            budgets += [float(b) for b in meta.get("budgets_ms", [])]
+        budgets = sorted(set(budgets))
+        names = {meta["target"] for _, meta in searches}
+        chosen = [{"latency_ms": c["predicted"]["latency_ms"], "accuracy": c["predicted"]["accuracy"],
+                   "label": s["id"][:6]} for s in subnets for c in s.get("chosen_for", [])
+                  if c.get("target") in names and {"latency_ms", "accuracy"} <= set(c.get("predicted", {}))]
+        slug = device.replace("/", "_").replace("@", "_")
+        source = latency_source(run_dir, device) if run_dir.joinpath("luts").is_dir() else "from the evaluator"
+        labels = [(b, _budget_label(b, relative.get(device, {}))) for b in budgets]
+        section = Section(f"Device {device}")
+        caption = (f"{len(rows)} distinct subnets evaluated" +
+                   (f" on {sizes['val']} validation images" if "val" in sizes else "") +
+                   f"; latency {source}" + ("; dashed lines: budgets" if budgets else "") +
+                   ("; stars: exported subnets (labels: subnet id)" if chosen else ""))
+        if {"accuracy", "latency_ms"} <= set(rows[0] if rows else {}):
+            section.figures.append(Figure("Accuracy vs latency", figures.pareto_figure(
+                rows, f"{device}: accuracy vs latency", labels, chosen, images / f"pareto_{slug}.png"), caption))
+            curves[device] = {meta["target"]: figures.hypervolume_curve(read_csv(directory / "history.csv"))
+                              for directory, meta in searches}
+        if not chosen:
+            for directory, meta in searches:
+                table = _front_table(rows, directory / "pareto.csv")
+                if table is not None:
+                    section.tables.append(table)
         sections.append(section)
     if curves:
         overview = Section("Search progress")
-        overview.figures.append(Figure("Hypervolume vs evaluations", progress_figure(curves, images / "progress.png")))
+        overview.figures.append(Figure("Hypervolume vs evaluations", figures.progress_figure(
+            curves, images / "progress.png"), "hypervolume of each search's front after each evaluation; one "
+            "panel per device, one line per budget"))
         sections.append(overview)
     metrics_file = run_dir / "metrics.csv"
     if metrics_file.exists():
         training = Section("Supernet training")
-        training.figures.append(Figure("Training loss", training_figure(read_csv(metrics_file),
-                                                                        images / "training.png")))
+        training.figures.append(Figure("Training curves", figures.training_figure(
+            read_csv(metrics_file), images / "training.png"),
+            "loss of every step; validation accuracy of the largest and smallest subnets (BN recalibrated)"
+            + (f" on {sizes['val']} images" if "val" in sizes else "")))
         sections.append(training)
-    check = latency_check_figure(subnets, images / "host_cpu_latency.png")
-    if check is not None:
+    pairs = [(m["host_cpu_latency_ms_predicted"], m["host_cpu_latency_ms_measured"],
+              *m.get("host_cpu_latency_spread_ms", [m["host_cpu_latency_ms_measured"]] * 2))
+             for m in (s["metrics"] for s in subnets)
+             if {"host_cpu_latency_ms_predicted", "host_cpu_latency_ms_measured"} <= set(m)]
+    if pairs:
         latency = Section("Host-CPU latency: predicted vs measured")
-        latency.figures.append(Figure("Predicted vs measured", check, "each exported subnet timed with ONNX Runtime"))
+        latency.figures.append(Figure("Predicted vs measured", figures.latency_check_figure(
+            pairs, images / "host_cpu_latency.png"), "each exported model.onnx timed with ONNX Runtime on this "
+            "machine (median, p10-p90 of 50 runs) against the latency the search predicted"))
         sections.append(latency)
     return sections
 
 
 def render_html(title: str, sections: list[Section]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:auto;padding:1em}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
-             "img{max-width:100%}code{font-size:12px}</style></head><body>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+             "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%}pre{background:#f6f6f6;padding:.6em;font-size:12px;overflow-x:auto}"
+             "figcaption{font-size:13px;color:#444}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        for note in section.notes:
-            parts.append(f"<p>{html.escape(note)}</p>")
         for figure in section.figures:
             data = base64.b64encode(figure.png.read_bytes()).decode()
             parts.append(f"<figure><img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>"
@@ -223,8 +252,12 @@ def render_html(title: str, sections: list[Section]) -> str:
             parts.append(f"<h3>{html.escape(caption)}</h3><table><tr>"
                          + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
             for row in rows:
-                parts.append("<tr>" + "".join(f"<td><code>{html.escape(c)}</code></td>" for c in row) + "</tr>")
+                parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
             parts.append("</table>")
+        for note in section.notes:
+            parts.append(f"<p>{html.escape(note)}</p>")
+        for code in section.code:
+            parts.append(f"<pre><code>{html.escape(code)}</code></pre>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -232,14 +265,15 @@ def render_html(title: str, sections: list[Section]) -> str:
 def render_markdown(title: str, sections: list[Section], run_dir: Path) -> str:
     lines = [f"# {title}", ""]
     for section in sections:
-        lines += [f"## {section.title}", ""] + [n + "\n" for n in section.notes]
+        lines += [f"## {section.title}", ""]
         for figure in section.figures:
-            lines += [f"![{figure.title}]({figure.png.relative_to(run_dir)})", ""]
+            lines += [f"![{figure.title}]({figure.png.relative_to(run_dir)})", "", figure.caption, ""]
         for caption, header, rows in section.tables:
             lines += [f"### {caption}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-            lines += ["| " + " | ".join(f"`{c}`" if i == len(row) - 1 else c for i, c in enumerate(row)) + " |"
-                      for row in rows]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
             lines.append("")
+        lines += [n + "\n" for n in section.notes]
+        lines += ["```python\n" + code + "\n```\n" for code in section.code]
     return "\n".join(lines)
 
 

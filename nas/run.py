@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +20,8 @@ from search_spaces.errors import UserInputError
 
 STAGES = ("data", "latency", "train", "search", "export", "report")
 STAGES_FILE = "stages.json"
+BUDGETS_FILE = "budgets.json"
+TABLE_CACHE_ENV = "HWNAS_TABLE_CACHE"
 HOST_DEVICE = "host-cpu"
 
 
@@ -68,9 +75,91 @@ def lut_path(ctx: RunContext, device: str) -> Path:
     return ctx.run.luts / f"{device}.json"
 
 
+def table_cache_dir() -> Path:
+    """Where host-cpu tables measured on this machine are kept for later runs ($HWNAS_TABLE_CACHE or
+    ~/.cache/hwnas/luts)."""
+    return Path(os.environ.get(TABLE_CACHE_ENV) or Path.home() / ".cache" / "hwnas" / "luts")
+
+
+def cached_table_path(space, timing, layer_options: dict, calibration_subnets: int) -> Path:
+    """The cache file of the host-cpu table for these layers and timing settings on this machine and runtime."""
+    import onnxruntime
+
+    from latency_models.profiler import machine_description
+
+    key = json.dumps({"space": space.config(), "layer_options": layer_options, "warmup": timing.warmup,
+                      "repeats": timing.repeats, "threads": timing.threads, "batch_size": timing.batch_size,
+                      "calibration_subnets": calibration_subnets, "machine": machine_description(),
+                      "onnxruntime": onnxruntime.__version__}, sort_keys=True)
+    return table_cache_dir() / f"host-cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _host_timing(target):
+    from latency_models.profiler import TimingConfig
+
+    return TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
+
+
+def measure_host_table(ctx: RunContext, target, options: dict) -> str:
+    """The host-cpu table in luts/: measured here (resumable), or copied from this machine's cache of tables with
+    the same layers and timing settings when `reuse_table`; a finished measurement is added to the cache."""
+    from latency_models.profiler import profile
+
+    path = lut_path(ctx, HOST_DEVICE)
+    timing = _host_timing(target)
+    cached = cached_table_path(ctx.space, timing, options, target.profile_calibration_subnets)
+    if target.reuse_table and cached.is_file() and not path.exists():
+        shutil.copyfile(cached, path)
+        return f"reused {cached}"
+    profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), timing=timing, layer_options=options,
+            progress=ctx.progress, calibrate_subnets=target.profile_calibration_subnets)
+    if target.reuse_table:
+        _store_in_cache(path, cached)
+    return "measured"
+
+
+def _store_in_cache(path: Path, cached: Path) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(cached)
+
+
+def measured_here(table_path: Path) -> bool:
+    """Whether a measured table describes this machine's CPU."""
+    from latency_models.lut import LookupTable
+    from latency_models.profiler import machine_description
+
+    metadata = LookupTable.load(table_path).metadata
+    return metadata.get("machine", "") == machine_description()
+
+
+def host_table_here(ctx: RunContext) -> Path:
+    """The run's host-cpu table if this machine measured it; otherwise this machine's own table for the run's
+    layers and timing settings, from the cache or measured now into it (`nas search` on another machine)."""
+    from latency_models.profiler import profile
+
+    path = lut_path(ctx, HOST_DEVICE)
+    if path.is_file() and measured_here(path):
+        return path
+    target = next(t for t in ctx.config.targets if t.device == HOST_DEVICE)
+    options = ctx.layer_options(read_stages(ctx.run)["data"]["num_classes"])
+    timing = _host_timing(target)
+    cached = cached_table_path(ctx.space, timing, options, target.profile_calibration_subnets)
+    if not cached.is_file():
+        print(f"host-cpu: {path} was measured on another machine; measuring this one's table into {cached}",
+              file=sys.stderr)
+        partial = cached.with_suffix(".partial.json")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        profile(ctx.space, HOST_DEVICE, partial, resume=partial.exists(), timing=timing, layer_options=options,
+                progress=ctx.progress, calibrate_subnets=target.profile_calibration_subnets)
+        partial.replace(cached)
+    return cached
+
+
 def stage_latency(ctx: RunContext) -> dict:
-    """Measures the host-cpu table for real (resumable); builds roofline tables for devices not at hand."""
-    from latency_models.profiler import TimingConfig, profile
+    """Measures the host-cpu table for real (resumable, or reused from this machine's cache); builds roofline
+    tables for devices not at hand; resolves every budget to milliseconds."""
     from latency_models.roofline import roofline_table
 
     num_classes = read_stages(ctx.run)["data"]["num_classes"]
@@ -83,15 +172,66 @@ def stage_latency(ctx: RunContext) -> dict:
             continue
         path = lut_path(ctx, target.device)
         if target.device == HOST_DEVICE and target.latency_model == "lut":
-            timing = TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
-            profile(ctx.space, HOST_DEVICE, path, resume=path.exists(), timing=timing, layer_options=options,
-                    progress=ctx.progress, calibrate_subnets=target.profile_calibration_subnets)
-            made[target.device] = "measured"
+            made[target.device] = measure_host_table(ctx, target, options)
         elif not path.exists():
             roofline_table(ctx.space, target.device, **options).save(path)
             made[target.device] = "roofline"
+    budgets = resolve_budgets(ctx, options)
     check_budgets(ctx, options)
-    return {"tables": made}
+    return {"tables": made, "budgets_ms": {d: b["budgets_ms"] for d, b in budgets.items()}}
+
+
+def _round_up(value: float, digits: int = 4) -> float:
+    """`value` rounded up to `digits` significant digits (a budget never ends below the latency it resolves to)."""
+    if value <= 0:
+        return 0.0
+    step = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    return float(f"{math.ceil(value / step - 1e-9) * step:.{digits}g}")
+
+
+def latency_range(ctx: RunContext, device: str, layer_options: dict) -> tuple[float, float]:
+    """(fastest, slowest) latency in ms of the space's subnets under the device's model: the smallest and largest
+    subnets and 20,000 random ones."""
+    from nas.evaluators import cheap_metrics_for
+
+    space = ctx.space
+    cheap = cheap_metrics_for(space, ["latency_ms"], device=device, latency_model=latency_kind(ctx),
+                              latency_paths=latency_paths(ctx), layer_options=layer_options)
+    archs = np.vstack([space.smallest()[None], space.largest()[None], space.sample(20000, rng=ctx.config.seed)])
+    latency = cheap(archs)["latency_ms"]
+    return float(np.min(latency)), float(np.max(latency))
+
+
+def resolve_budgets(ctx: RunContext, layer_options: dict) -> dict:
+    """Every target's latency budgets in ms (absolute as given; relative ones placed between the device's fastest
+    and slowest subnet), written to budgets.json; resumed runs read them from there."""
+    budgets = {}
+    for t in ctx.config.targets:
+        entry = {"budgets_ms": sorted(set(float(b) for b in t.budgets_ms))}
+        if t.budgets_relative:
+            fastest, slowest = latency_range(ctx, t.device, layer_options)
+            resolved = [_round_up(fastest + f * (slowest - fastest)) for f in t.budgets_relative]
+            entry = {"budgets_ms": sorted(set(entry["budgets_ms"] + resolved)), "relative": list(t.budgets_relative),
+                     "relative_ms": resolved, "latency_range_ms": [fastest, slowest]}
+        budgets[t.device] = entry
+    path = ctx.run.root / BUDGETS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(budgets, indent=2))
+    tmp.replace(path)
+    return budgets
+
+
+def resolved_budgets(ctx: RunContext) -> dict[str, list[float]]:
+    """Latency budgets in ms per device, as the latency stage resolved them."""
+    path = ctx.run.root / BUDGETS_FILE
+    if not path.is_file():
+        raise UserInputError(f"{path} does not exist: the run's latency stage has not finished; run `nas run "
+                             f"{ctx.run.config} --resume`")
+    return {device: entry["budgets_ms"] for device, entry in json.loads(path.read_text()).items()}
+
+
+def latency_kind(ctx: RunContext) -> str:
+    return "predictor" if any(t.latency_model == "predictor" for t in ctx.config.targets) else "lut"
 
 
 def check_budgets(ctx: RunContext, layer_options: dict) -> None:
@@ -99,25 +239,26 @@ def check_budgets(ctx: RunContext, layer_options: dict) -> None:
     from nas.evaluators import cheap_metrics_for
     from nas.search import check_constraints_reachable
 
-    kind = "predictor" if any(t.latency_model == "predictor" for t in ctx.config.targets) else "lut"
-    for target in search_targets(ctx.config):
+    for target in search_targets(ctx):
         cheap = cheap_metrics_for(ctx.space, [m for m in target.metric_names if m != "accuracy"],
-                                  device=target.device, latency_model=kind,
+                                  device=target.device, latency_model=latency_kind(ctx),
                                   latency_paths=latency_paths(ctx), layer_options=layer_options)
         check_constraints_reachable(ctx.space, target, cheap, ctx.config.seed)
 
 
-def search_targets(config: ExperimentConfig) -> list:
+def search_targets(ctx: RunContext) -> list:
+    """One target per device and resolved latency budget, named `<device>@<ms>ms`."""
     from nas.search import Target
     from nas.strategies import Constraint, Objective
 
+    budgets = resolved_budgets(ctx)
     targets = []
-    for t in config.targets:
+    for t in ctx.config.targets:
         energy = tuple(Constraint("energy_mj", float(e)) for e in t.energy_budgets_mj)
         objectives = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
         if energy:
             objectives += (Objective("energy_mj", "min"),)
-        for budget in t.budgets_ms:
+        for budget in budgets[t.device]:
             targets.append(Target(f"{t.device}@{budget:g}ms", objectives,
                                   (Constraint("latency_ms", float(budget)),) + energy, device=t.device))
     return targets
@@ -157,7 +298,7 @@ def stage_search(ctx: RunContext) -> dict:
     out = ctx.run.root / "search"
     num_classes = read_stages(ctx.run)["data"]["num_classes"]
     result = run_multi_target_search(
-        ctx.space, f"supernet:{ctx.run.root}", search_targets(ctx.config), out=out, budget=s.budget,
+        ctx.space, f"supernet:{ctx.run.root}", search_targets(ctx), out=out, budget=s.budget,
         strategy=s.strategy, seed=ctx.config.seed, population=s.population, resume=out.exists(),
         latency_model="predictor" if kinds == {"predictor"} else "lut", latency_paths=latency_paths(ctx),
         layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address, num_actors=s.num_actors,
@@ -165,24 +306,39 @@ def stage_search(ctx: RunContext) -> dict:
     return {"evaluations": int(result.expensive_evaluations), "targets": sorted(result.targets)}
 
 
-def chosen_subnets(ctx: RunContext, only: str | None = None) -> list[dict]:
-    """Per target (device, budget): the most accurate feasible architectures of its search, best first; `only`
-    keeps the targets of one device or one target name."""
+def device_history(ctx: RunContext, device: str) -> list[dict]:
+    """Every architecture the searches of one device evaluated, once each (they share one latency model, so a
+    subnet found by one budget's search is a candidate for every budget of the device)."""
     from nas.report import read_csv
 
+    rows, seen = [], set()
+    for target in search_targets(ctx):
+        path = ctx.run.root / "search" / target.name / "history.csv"
+        if target.device != device or not path.exists():
+            continue
+        for row in read_csv(path):
+            if row["arch"] not in seen and row.get("accuracy") not in (None, ""):
+                seen.add(row["arch"])
+                rows.append(row)
+    return rows
+
+
+def chosen_subnets(ctx: RunContext, only: str | None = None) -> list[dict]:
+    """Per target (device, budget): the most accurate architectures within its budgets among everything the
+    device's searches evaluated, best first (ties: the faster); `only` keeps the targets of one device or one
+    target name."""
     chosen = []
     limit = ctx.config.export.max_subnets_per_target
-    targets = search_targets(ctx.config)
-    if only is not None:
-        targets = [t for t in targets if only in (t.name, t.device)]
-        if not targets:
-            raise UserInputError(f"--target {only!r} is not a target of this run; targets: "
-                                 f"{[t.name for t in search_targets(ctx.config)]} (or a device name)")
+    every = search_targets(ctx)
+    targets = every if only is None else [t for t in every if only in (t.name, t.device)]
+    if not targets:
+        raise UserInputError(f"--target {only!r} is not a target of this run; targets: "
+                             f"{[t.name for t in every]} (or a device name)")
+    histories = {device: device_history(ctx, device) for device in {t.device for t in targets}}
     for target in targets:
-        path = ctx.run.root / "search" / target.name / "pareto.csv"
-        rows = read_csv(path) if path.exists() else []
-        rows = [r for r in rows if all(float(r[c.metric]) <= c.upper_bound for c in target.constraints)]
-        rows.sort(key=lambda r: -float(r["accuracy"]))
+        rows = [r for r in histories[target.device]
+                if all(float(r[c.metric]) <= c.upper_bound for c in target.constraints)]
+        rows.sort(key=lambda r: (-float(r["accuracy"]), float(r["latency_ms"])))
         for rank, row in enumerate(rows[:limit]):
             chosen.append({"target": target.name, "device": target.device, "rank": rank,
                            "budget_ms": target.constraints[0].upper_bound, "arch": row["arch"],
@@ -211,7 +367,8 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
     host_model = None
     if host is not None:
         host_model = build_cost_model(space, HOST_DEVICE, "predictor" if host.latency_model == "predictor" else "lut",
-                                      latency_paths(ctx)[HOST_DEVICE])
+                                      latency_paths(ctx)[HOST_DEVICE],
+                                      layer_options=ctx.layer_options(read_stages(ctx.run)["data"]["num_classes"]))
     by_arch: dict[str, list[dict]] = {}
     for choice in chosen_subnets(ctx, only):
         by_arch.setdefault(choice["arch"], []).append(choice)
@@ -234,15 +391,12 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
         predicted = None if host_model is None else float(host_model.predict(arch)["latency_ms"][0])
         info = {"arch": arch_text, "space": space.config(), "subnet_id": subnet_id,
                 "target": choices[0]["target"], "budget_ms": choices[0]["budget_ms"],
-                "predicted": choices[0]["predicted"], "chosen_for": choices,
-                "normalization": {"mean": np.asarray(data.mean).tolist(), "std": np.asarray(data.std).tolist()},
-                "class_names": list(data.class_names)}
+                "predicted": choices[0]["predicted"], "chosen_for": choices, "class_names": list(data.class_names)}
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)  # a half-written export of this very subnet (no metrics.json): redo it
         results[subnet_id] = export_subnet(static, out, info=info, input_shape=(resolution, resolution,
                                                                                 data.channels),
+                                           normalization={"mean": data.mean, "std": data.std},
                                            test_images=test.images, test_labels=test.labels,
                                            parity_atol=config.export.parity_atol, predicted_host_cpu_ms=predicted)
     failed = [k for k, m in results.items() if not m["onnx_parity_ok"]]
@@ -279,10 +433,12 @@ def run_experiment(config_path: str | Path, *, resume: bool = False, ray_address
     stages = STAGES if config.search.evaluator is None else TABLE_STAGES
     if config.search.evaluator is None:
         if not config.targets:
-            raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms")
+            raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms or "
+                                 "budgets_relative")
         for i, target in enumerate(config.targets):
-            if not target.budgets_ms:
-                raise UserInputError(f"{config_path}: targets[{i}].budgets_ms is empty; give at least one budget")
+            if not target.budgets_ms and not target.budgets_relative:
+                raise UserInputError(f"{config_path}: targets[{i}] has no budget; give budgets_ms or "
+                                     "budgets_relative")
     if stop_after is not None and stop_after not in stages:
         raise UserInputError(f"--stop-after {stop_after!r}; allowed: {list(stages)}")
     run = open_run(config, dump_config(config), resume=resume)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -276,15 +277,16 @@ def _as_column(name: str, values) -> np.ndarray:
 def _progress(searches: list[TargetSearch], enabled: bool):
     from tqdm.auto import tqdm
 
-    return [tqdm(total=s.budget, initial=s.num_told, desc=s.target.name, position=i, leave=True, unit="arch",
-                 disable=not enabled, dynamic_ncols=True) for i, s in enumerate(searches)]
+    terminal = sys.stderr.isatty()
+    return [tqdm(total=s.budget, initial=s.num_told, desc=s.target.name, position=i if terminal else None,
+                 leave=True, unit="arch", disable=not enabled, dynamic_ncols=terminal) for i, s in enumerate(searches)]
 
 
 def _update_bar(bar, search: TargetSearch, cache: ExpensiveCache, told: int) -> None:
     hv = search.last_hypervolume
-    bar.update(told)
     bar.set_postfix({"gen": search.generation, "evals": cache.num_evaluated, "front": search.front_size,
-                     "hv": "-" if hv is None else f"{hv:.4g}"})
+                     "hv": "-" if hv is None else f"{hv:.4g}"}, refresh=False)
+    bar.update(told)
 
 
 def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progress: bool = True) -> None:

@@ -285,10 +285,10 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
             step += 1
             log.append(step=step, phase=phase.name, loss=f"{loss:.6g}", lr=f"{lr:.6g}", resolution=resolution,
                        subnets=len(archs), step_time_s=f"{time.perf_counter() - started:.4f}")
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", res=resolution)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", res=resolution, refresh=False)
             bar.update(1)
-            if step == phase.end:
-                summary.update(_phase_end_eval(model, data, space, phase, config))
+            if step == phase.end or (train.eval_every and step % train.eval_every == 0):
+                summary.update(_validation_accuracies(model, data, space, phase, config))
                 log.append(step=step, phase=phase.name, **{k: f"{v:.4f}" for k, v in summary.items()
                                                              if k.startswith("val_acc")})
             if step % train.checkpoint_every == 0 or step in (phase.end, stop):
@@ -299,7 +299,7 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
     return {**summary, "step": step, "peak_rss_gib": round(peak_gib, 3)}
 
 
-def _phase_end_eval(model, data, space, phase: Phase, config) -> dict:
+def _validation_accuracies(model, data, space, phase: Phase, config) -> dict:
     kwargs = dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
                   seed=config.seed)
     return {"val_acc_largest": evaluate_subnet(model, data, space, phase.largest(), **kwargs),

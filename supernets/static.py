@@ -64,7 +64,8 @@ class ConvBNAct(nnx.Module):
 
 
 class SqueezeExcite(nnx.Module):
-    """x * hsigmoid(expand(relu(reduce(mean over H, W of x)))), reduce and expand with bias."""
+    """x * hsigmoid(expand(relu(reduce(mean over H, W of x)))), reduce and expand with bias. The pooled features
+    are 2-D (batch, channels), so an exported graph multiplies them without reshapes of the dynamic batch."""
 
     def __init__(self, channels: int, mid_channels: int | None = None, *, rngs: nnx.Rngs):
         self.channels = channels
@@ -73,8 +74,8 @@ class SqueezeExcite(nnx.Module):
         self.expand = nnx.Linear(self.mid_channels, channels, rngs=rngs)
 
     def __call__(self, x, train: bool = False):
-        pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
-        return x * hsigmoid(self.expand(relu(self.reduce(pooled))))
+        pooled = jnp.mean(x, axis=(1, 2))
+        return x * jnp.expand_dims(hsigmoid(self.expand(relu(self.reduce(pooled)))), (1, 2))
 
     def to_config(self) -> dict:
         return {"name": "SqueezeExcite", "channels": self.channels, "mid_channels": self.mid_channels}
@@ -160,4 +161,4 @@ class StaticMobileNetV3(nnx.Module):
             x = block(x, train)
         x = self.final_expand(x, train)
         x = self.feature_mix(jnp.mean(x, axis=(1, 2), keepdims=True), train)
-        return self.classifier(x[:, 0, 0, :])
+        return self.classifier(jnp.squeeze(x, axis=(1, 2)))

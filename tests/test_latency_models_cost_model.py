@@ -68,3 +68,23 @@ def test_latency_only_predictor_gives_latency_only(tmp_path):
     model = build_cost_model(space, "raspberry-pi-5", "predictor", path)
     assert model.metrics == ("latency_ms",)
     assert set(model.predict(archs[:3])) == {"latency_ms"}
+
+
+def test_a_narrower_network_is_never_priced_with_a_full_width_table(tmp_path):
+    """The shipped host-cpu table was measured at width 1.0: a width-0.35 supernet gets an estimate for its own
+    layers, and a table file of another width is refused with the options named."""
+    from latency_models.roofline import roofline_table
+
+    space = get_space("ofa_mbv3", resolutions=(32,))
+    options = {"width_mult": 0.35, "num_classes": 10}
+    archs = space.sample(50, 1)
+    narrow = build_cost_model(space, "host-cpu", "lut", layer_options=options)
+    full = build_cost_model(space, "host-cpu", "lut")
+    assert narrow.describe()["estimated"] and not full.describe()["estimated"]
+    expected = roofline_table(space, "host-cpu", **options).predict(space, archs)
+    np.testing.assert_allclose(narrow.predict(archs)["latency_ms"], expected)
+    assert (narrow.predict(archs)["latency_ms"] < full.predict(archs)["latency_ms"]).all()
+    entries = {k: entry([1.0, 1.0]) for k in space_layers(space).keys}
+    LookupTable(entries, default_metadata("host-cpu", "measured")).save(tmp_path / "full.json")
+    with pytest.raises(UserInputError, match="has no entry"):
+        build_cost_model(space, "host-cpu", "lut", tmp_path / "full.json", layer_options=options)

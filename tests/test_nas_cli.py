@@ -65,3 +65,17 @@ def test_validate_reports_broken_yaml(tmp_path):
     path.write_text("name: x\n  space: [\n")
     out = run_cli("validate", str(path))
     assert out.returncode == 2 and str(path) in out.stderr and "line 2" in out.stderr
+
+
+def test_progress_refreshes_become_lines_off_a_terminal():
+    import io
+
+    from nas.progress import LineStream
+
+    sink = io.StringIO()
+    stream = LineStream(sink)
+    for text in ("\r  0%|  | 0/4 [00:00<?, ?step/s]", "\r 50%|# | 2/4 [00:01<00:01, 2.0step/s]", "\n",
+                 "\x1b[A\r100%|##| 4/4 [00:02<00:00, 2.0step/s]", "\n", "[nas run] search ...\n"):
+        stream.write(text)
+    assert sink.getvalue().splitlines() == ["  0%|  | 0/4 [00:00<?, ?step/s]", " 50%|# | 2/4 [00:01<00:01, 2.0step/s]",
+                                            "100%|##| 4/4 [00:02<00:00, 2.0step/s]", "[nas run] search ..."]

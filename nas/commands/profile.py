@@ -61,6 +61,7 @@ def run(args) -> int:
           f"onnxruntime {table.metadata['runtime_version']} ({args.provider}, {args.threads} thread(s), {timing.resolved_clock} clock)")
     if "calibration" in table.metadata:
         c = table.metadata["calibration"]
-        print(f"per-layer boundary correction {c['layer_correction_ms']:.4f} ms from {c['subnets']} whole subnets: "
+        print(f"per-layer boundary correction {c['layer_correction_ms']:.4f} ms, per-network offset "
+              f"{c.get('network_offset_ms', 0.0):.4f} ms from {c['subnets']} whole subnets: "
               f"median |error| {100 * c['median_abs_error_before']:.1f}% -> {100 * c['median_abs_error_after']:.1f}%")
     return 0

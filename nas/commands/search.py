@@ -99,11 +99,43 @@ def _latency_paths(args) -> dict:
     return paths
 
 
+def _run_pricing(args, devices) -> tuple[dict, dict]:
+    """With `supernet:RUN`: the run's layer options (width, classes) and its latency tables, so an architecture is
+    priced exactly as `nas run` priced it; host-cpu means this machine (its own table when the run's is from
+    another). Explicit --latency-path entries win."""
+    kind, _, run_dir = args.evaluator.partition(":")
+    if kind != "supernet":
+        return {}, {}
+    from nas.run import HOST_DEVICE, host_table_here, lut_path, open_existing, read_stages
+    from search_spaces.errors import UserInputError
+
+    ctx = open_existing(run_dir, progress=not args.no_progress)
+    num_classes = read_stages(ctx.run).get("data", {}).get("num_classes")
+    if num_classes is None:
+        raise UserInputError(f"{run_dir}: the run's data stage has not finished; run `nas run {ctx.run.config} "
+                             "--resume` first")
+    paths = {}
+    for device in devices:
+        if device == HOST_DEVICE and any(t.device == HOST_DEVICE for t in ctx.config.targets):
+            paths[device] = str(host_table_here(ctx))
+        elif lut_path(ctx, device).is_file():
+            paths[device] = str(lut_path(ctx, device))
+    return ctx.layer_options(num_classes), paths
+
+
+def _devices(args, targets) -> list[str]:
+    from nas.evaluators import split_metric
+
+    named = {split_metric(name)[1] for t in targets for name in t.metric_names}
+    return sorted({d for d in named if d} | {t.device for t in targets if t.device})
+
+
 def run(args) -> int:
     from nas.search import run_multi_target_search
 
     space = _space(args)
     targets = _targets(args)
+    layer_options, run_paths = _run_pricing(args, _devices(args, targets))
     if args.ray_address and args.evaluator.startswith("table:"):
         print("nas search: note: the table evaluator runs in-process; --ray-address is not used", file=sys.stderr)
     options = {"storage": args.storage} if args.storage else {}
@@ -111,7 +143,8 @@ def run(args) -> int:
         space, args.evaluator, targets, out=args.out, budget=args.budget, strategy=args.strategy, seed=args.seed,
         population=args.population, resume=args.resume, strategy_options=options,
         free_columns=[c for c in args.free_columns.split(",") if c], latency_model=args.latency_model,
-        latency_paths=_latency_paths(args), ray_address=args.ray_address, num_actors=args.num_actors,
+        latency_paths={**run_paths, **_latency_paths(args)}, layer_options=layer_options,
+        ray_address=args.ray_address, num_actors=args.num_actors,
         progress=not args.no_progress, flat=not args.target)
     print(f"{result.expensive_evaluations} expensive evaluations this session; results in {result.out}")
     for target, (name, found) in zip(targets, result.targets.items()):

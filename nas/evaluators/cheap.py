@@ -28,11 +28,13 @@ class CostModelMetrics:
 
     expensive = False
 
-    def __init__(self, space, device: str, kind: str = "lut", path: str | None = None, *, plain_names=False):
+    def __init__(self, space, device: str, kind: str = "lut", path: str | None = None, *, plain_names=False,
+                 layer_options: Mapping | None = None):
         import latency_models
 
         self.device = device
-        self.model = latency_models.build_cost_model(space, device, kind, path)
+        self.model = latency_models.build_cost_model(space, device, kind, path,
+                                                     layer_options=dict(layer_options or {}))
         self._names = {m: m if plain_names else f"{m}@{device}" for m in DEVICE_METRICS}
         self.metrics = tuple(self._names.values())
 
@@ -89,6 +91,6 @@ def cheap_metrics_for(space, names: Iterable[str], *, free_sources: Iterable = (
                                  f"cheap metrics: {sorted(covered)} + latency_ms@DEVICE, energy_mj@DEVICE, "
                                  f"{', '.join(SIZE_METRICS)}")
     paths = dict(latency_paths or {})
-    sources += [CostModelMetrics(space, d, latency_model, paths.get(d), plain_names=plain)
-                for d, plain in devices]
+    sources += [CostModelMetrics(space, d, latency_model, paths.get(d), plain_names=plain,
+                                 layer_options=layer_options) for d, plain in devices]
     return CheapMetrics(sources)
