@@ -34,20 +34,18 @@ def restore_params(model: nnx.Module, directory: Path) -> nnx.Module:
     return model
 
 
-def normalizer(normalization: dict):
-    """The function a deployed model applies first: raw images (float32 NHWC in [0, 1]) to the network's input,
-    `(x - mean) / std` per channel, written as one multiply and one add."""
+def scale_and_shift(normalization: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`(x - mean) / std` per channel as one multiply and one add: (1 / std, -mean / std), float32."""
     mean = np.asarray(normalization["mean"], np.float32)
     std = np.asarray(normalization["std"], np.float32)
-    scale, shift = (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
-    return lambda x: x * scale + shift
+    return (1.0 / std).astype(np.float32), (-mean / std).astype(np.float32)
 
 
 def deployable(model: nnx.Module, normalization: dict):
     """`raw images -> logits`: normalisation inside, every BatchNorm on its running statistics."""
     network = nnx.view(model, use_running_average=True, raise_if_not_found=False)
-    normalize = normalizer(normalization)
-    return lambda x: network(normalize(x), train=False)
+    scale, shift = scale_and_shift(normalization)
+    return lambda x: network(x * scale + shift, train=False)
 
 
 @nnx.jit
@@ -56,10 +54,8 @@ def _logits(model: nnx.Module, images, scale, shift):
 
 
 def _jax_logits(model: nnx.Module, normalization: dict, images) -> np.ndarray:
-    mean = np.asarray(normalization["mean"], np.float32)
-    std = np.asarray(normalization["std"], np.float32)
-    return np.asarray(_logits(model, jnp.asarray(images, jnp.float32), jnp.asarray(1.0 / std),
-                              jnp.asarray(-mean / std)))
+    scale, shift = scale_and_shift(normalization)
+    return np.asarray(_logits(model, jnp.asarray(images, jnp.float32), jnp.asarray(scale), jnp.asarray(shift)))
 
 
 def export_onnx(function, input_shape: tuple[int, int, int], path: Path) -> Path:
@@ -97,15 +93,11 @@ def onnx_logits(session, images: np.ndarray, batch_size: int = 256) -> np.ndarra
 
 def onnx_parity(model: nnx.Module, normalization: dict, path: Path, images: np.ndarray) -> tuple[float, float]:
     """(max absolute difference between ONNX Runtime's and JAX's logits on raw `images`, largest |logit|)."""
-    ours = _jax_logits(model, normalization, images)
-    theirs = onnx_logits(onnx_session(path), images)
+    return _parity(_jax_logits(model, normalization, images), onnx_logits(onnx_session(path), images))
+
+
+def _parity(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
     return float(np.max(np.abs(ours - theirs))), float(np.max(np.abs(ours)))
-
-
-def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of the exported file itself, run by ONNX Runtime on raw images."""
-    predicted = np.argmax(onnx_logits(onnx_session(path), images), axis=-1)
-    return float(np.mean(predicted == np.asarray(labels))) if len(labels) else 0.0
 
 
 def measure_onnx_latency(path: Path, *, warmup: int = 10, repeats: int = 50) -> dict:
@@ -144,7 +136,9 @@ def export_subnet(model: nnx.Module, out_dir: str | Path, *, info: dict, input_s
     (out_dir / "arch.json").write_text(json.dumps(arch_info, indent=2))
     save_params(model, out_dir / "params")
     onnx_path = export_onnx(deployable(model, normalization), input_shape, out_dir / "model.onnx")
-    diff, scale = onnx_parity(model, normalization, onnx_path, test_images[:32])
+    onnx_test_logits = onnx_logits(onnx_session(onnx_path), test_images)
+    diff, scale = _parity(_jax_logits(model, normalization, test_images[:32]), onnx_test_logits[:32])
+    correct = np.argmax(onnx_test_logits, axis=-1) == np.asarray(test_labels)
     latency = measure_onnx_latency(onnx_path)
     # float32 rounding grows with the logits' magnitude: the tolerance scales with the largest logit beyond 1
     tolerance = parity_atol * max(1.0, scale)
@@ -152,7 +146,7 @@ def export_subnet(model: nnx.Module, out_dir: str | Path, *, info: dict, input_s
                "onnx_parity_tolerance": tolerance, "onnx_parity_ok": diff <= tolerance,
                "host_cpu_latency_ms_measured": latency["median_ms"], "host_cpu_latency_spread_ms":
                [latency["p10_ms"], latency["p90_ms"]],
-               "test_accuracy": onnx_accuracy(onnx_path, test_images, test_labels),
+               "test_accuracy": float(np.mean(correct)) if len(correct) else 0.0,
                "test_accuracy_measured_by": "onnxruntime on model.onnx, raw test images",
                "num_test": int(len(test_images))}
     if predicted_host_cpu_ms is not None:

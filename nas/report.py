@@ -61,10 +61,11 @@ def search_dirs(run_dir: Path) -> list[Path]:
 
 
 def latency_source(run_dir: Path, device: str) -> str:
-    """Whether a device's latencies in this run are measured, estimated or predicted (from its table's metadata)."""
+    """Whether a device's latencies in this run are measured, estimated or predicted (from its table's metadata;
+    a device without a table in luts/ was priced by a calibrated predictor)."""
     table = run_dir / "luts" / f"{device}.json"
     if not table.is_file():
-        return LATENCY_SOURCES["predictor"] if _json(run_dir / "config.yaml") else "latency model of the search"
+        return LATENCY_SOURCES["predictor"]
     method = json.loads(table.read_text()).get("metadata", {}).get("method", "")
     return LATENCY_SOURCES.get(method, method or "unknown")
 
@@ -98,7 +99,7 @@ def _budget_met(device: str, budget: float, predicted: float | None, metrics: di
 
 
 def deploy_section(run_dir: Path, subnets: list[dict], relative: dict[str, dict[float, float]],
-                   sizes: dict) -> Section:
+                   sizes: dict, sources: dict[str, str]) -> Section:
     """Per device and budget: the subnet to deploy, its file, how to feed it, its accuracy and latency."""
     section = Section("What to deploy where")
     header = ["device", "budget", "subnet", "file", "test accuracy", "val. accuracy (search)",
@@ -118,7 +119,7 @@ def deploy_section(run_dir: Path, subnets: list[dict], relative: dict[str, dict[
                 "-" if "accuracy" not in predicted else f"{_percent(predicted['accuracy'])} of "
                                                          f"{sizes.get('val', '?')} images",
                 "-" if "latency_ms" not in predicted else f"{predicted['latency_ms']:.3g} ms",
-                latency_source(run_dir, device).split(" (")[0],
+                sources[device].split(" (")[0],
                 "-" if host is None else f"{host:.3g} ms",
                 _budget_met(device, budget, predicted.get("latency_ms"), metrics)]))
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -167,13 +168,16 @@ def build_sections(run_dir: Path) -> list[Section]:
     stages = _json(run_dir / "stages.json")
     sizes = stages.get("data", {}).get("sizes", {})
     relative = _relative_budgets(run_dir)
-    sections = [deploy_section(run_dir, subnets, relative, sizes)] if any(s.get("chosen_for") for s in subnets) \
-        else []
     by_device: dict[str, list[tuple[Path, dict]]] = {}
     for directory in search_dirs(run_dir):
         meta = _json(directory / "target.json")
         meta.setdefault("target", str(directory.relative_to(run_dir / "search")))
         by_device.setdefault(meta.get("device") or meta["target"], []).append((directory, meta))
+    devices = set(by_device) | {c.get("device", "") for s in subnets for c in s.get("chosen_for", [])}
+    sources = {d: latency_source(run_dir, d) if (run_dir / "luts").is_dir() else "from the evaluator"
+               for d in devices}
+    sections = [deploy_section(run_dir, subnets, relative, sizes, sources)] \
+        if any(s.get("chosen_for") for s in subnets) else []
     curves = {}
     for device, searches in by_device.items():
         rows, seen, budgets = [], set(), []
@@ -189,7 +193,7 @@ def build_sections(run_dir: Path) -> list[Section]:
                    "label": s["id"][:6]} for s in subnets for c in s.get("chosen_for", [])
                   if c.get("target") in names and {"latency_ms", "accuracy"} <= set(c.get("predicted", {}))]
         slug = device.replace("/", "_").replace("@", "_")
-        source = latency_source(run_dir, device) if run_dir.joinpath("luts").is_dir() else "from the evaluator"
+        source = sources[device]
         labels = [(b, _budget_label(b, relative.get(device, {}))) for b in budgets]
         section = Section(f"Device {device}")
         caption = (f"{len(rows)} distinct subnets evaluated" +

@@ -94,10 +94,12 @@ def cached_table_path(space, timing, layer_options: dict, calibration_subnets: i
     return table_cache_dir() / f"host-cpu-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def _host_timing(target):
+def _host_timing_and_cache(ctx: RunContext, target, options: dict):
+    """The host-cpu target's timing settings and this machine's cache file for its table."""
     from latency_models.profiler import TimingConfig
 
-    return TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
+    timing = TimingConfig(warmup=target.profile_warmup, repeats=target.profile_repeats)
+    return timing, cached_table_path(ctx.space, timing, options, target.profile_calibration_subnets)
 
 
 def measure_host_table(ctx: RunContext, target, options: dict) -> str:
@@ -106,8 +108,7 @@ def measure_host_table(ctx: RunContext, target, options: dict) -> str:
     from latency_models.profiler import profile
 
     path = lut_path(ctx, HOST_DEVICE)
-    timing = _host_timing(target)
-    cached = cached_table_path(ctx.space, timing, options, target.profile_calibration_subnets)
+    timing, cached = _host_timing_and_cache(ctx, target, options)
     if target.reuse_table and cached.is_file() and not path.exists():
         shutil.copyfile(cached, path)
         return f"reused {cached}"
@@ -144,8 +145,7 @@ def host_table_here(ctx: RunContext) -> Path:
         return path
     target = next(t for t in ctx.config.targets if t.device == HOST_DEVICE)
     options = ctx.layer_options(read_stages(ctx.run)["data"]["num_classes"])
-    timing = _host_timing(target)
-    cached = cached_table_path(ctx.space, timing, options, target.profile_calibration_subnets)
+    timing, cached = _host_timing_and_cache(ctx, target, options)
     if not cached.is_file():
         print(f"host-cpu: {path} was measured on another machine; measuring this one's table into {cached}",
               file=sys.stderr)

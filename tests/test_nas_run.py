@@ -127,7 +127,10 @@ def test_search_of_a_trained_run_prices_as_the_run_did(finished):
     """`nas search --evaluator supernet:RUN` uses the run's own tables and width (no actors needed to check)."""
     import argparse
 
+    import numpy as np
+
     from nas.commands.search import _run_pricing
+    from nas.config import load_config
     from nas.evaluators import cheap_metrics_for
     from nas.report import read_csv
 
@@ -135,13 +138,13 @@ def test_search_of_a_trained_run_prices_as_the_run_did(finished):
     args = argparse.Namespace(evaluator=f"supernet:{run}", no_progress=True)
     layer_options, paths = _run_pricing(args, ["host-cpu", "pixel-7"])
     assert layer_options["width_mult"] == 0.25
-    space = __import__("nas.config", fromlist=["load_config"]).load_config(run / "config.yaml").build_space()
+    space = load_config(run / "config.yaml").build_space()
     for target in targets(run):
         device = target.split("@")[0]
         rows = read_csv(run / "search" / target / "history.csv")
         cheap = cheap_metrics_for(space, ["latency_ms"], device=device, latency_paths=paths,
                                   layer_options=layer_options)
-        archs = __import__("numpy").stack([space.from_string(r["arch"]) for r in rows])
+        archs = np.stack([space.from_string(r["arch"]) for r in rows])
         expected = [float(r["latency_ms"]) for r in rows]
         assert cheap(archs)["latency_ms"] == pytest.approx(expected, rel=1e-9)
 
