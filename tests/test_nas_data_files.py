@@ -64,6 +64,42 @@ def test_cifar10_missing_and_malformed_files_name_the_path(tmp_path):
         load_dataset("cifar10")
 
 
+class _Payload:
+    """Unpickling this runs `touch MARKER`: what a crafted batch would do to a plain pickle.load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar10_batch_with_code_is_refused_unrun(tmp_path, protocol):
+    _write_cifar(tmp_path)
+    marker = tmp_path / "payload_ran"
+    batch = {b"data": np.zeros((6, 3072), np.uint8), b"labels": [0] * 6, b"extra": _Payload(marker)}
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=protocol))
+    with pytest.raises(UserInputError, match=r"data_batch_3 is not a CIFAR-10 batch: it names (posix|os)\.system"):
+        load_dataset("cifar10", root=tmp_path)
+    assert not marker.exists()
+    pickle.loads((tmp_path / "data_batch_3").read_bytes())  # the same file runs its payload under pickle.load
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar10_batches_of_every_pickle_protocol_load(tmp_path, protocol):
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": b"training batch", b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, 4).tolist(), b"filenames": [b"a.png"] * 4}
+        (tmp_path / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    data = load_dataset("cifar10", root=tmp_path, num_val=2)
+    assert (len(data.train), len(data.test)) == (18, 4)
+
+
 def _write_folder(root, size=(6, 6)):
     rng = np.random.default_rng(0)
     for name, count in (("cat", 6), ("dog", 5)):

@@ -77,13 +77,30 @@ def load_digits(*, root, resolution, counts, seed) -> RawSplits:
     return RawSplits(num_classes=10, class_names=tuple(str(d) for d in range(10)), **splits)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR batch holds (dicts, lists, bytes, str, ints and NumPy arrays): any other global a
+    pickle names (a function to call, a class to build) is refused before it is looked up, so no code in the file runs."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds (refused "
+                                         "unread: only dicts, lists, bytes, str, ints and NumPy arrays are loaded)")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, IndexError) as error:
+    except pickle.UnpicklingError as error:
+        raise UserInputError(f"{path} is not a CIFAR-10 batch: {error}; expected {CIFAR10_LAYOUT}") from None
+    except (OSError, EOFError, KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UserInputError(f"{path} is not a readable CIFAR-10 batch ({error!r}); expected {CIFAR10_LAYOUT}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (len(data),) or not np.all((0 <= labels) & (labels < 10)):
         raise UserInputError(f"{path}: data has shape {data.shape} for labels of shape {labels.shape} (values "
