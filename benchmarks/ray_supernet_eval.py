@@ -1,7 +1,7 @@
 """Evaluating 64 subnets with the supernet evaluator's Ray actors: 2 actors versus 1 (goal: >= 1.7x on 2 cores).
 
 Run: python benchmarks/ray_supernet_eval.py [--run-dir runs/tiny_train] [--subnets 64] [--actors 2] [--cache-dir D]
-Without --run-dir the supernet of experiments/tiny_train.yaml is built with fresh weights (the work per subnet, BN
+Without --run-dir the supernet of nas/experiments/tiny_train.yaml is built with fresh weights (the work per subnet, BN
 calibration and validation accuracy, is the same). Each actor is pinned to its own core, uses one XLA thread and
 evaluates a few subnets of every resolution before timing starts (the second pool's actors load the first pool's
 compilations from a fresh persistent cache), so the times are of evaluation alone.
@@ -30,7 +30,7 @@ def payload_of(args) -> tuple[dict, object]:
         model, space, config = load_trained_supernet(args.run_dir)
         data = load_data(config)
     else:
-        config = load_config(ROOT / "experiments" / "tiny_train.yaml")
+        config = load_config(ROOT / "nas" / "experiments" / "tiny_train.yaml")
         space, data = config.build_space(), load_data(config)
         model = create_model(config, space, data.num_classes, data.channels)
     return supernet_payload(model, config, data), space

@@ -13,12 +13,13 @@ from search_spaces import get_space
 from search_spaces.errors import UserInputError
 
 DATASETS = ("shapes", "digits", "cifar10", "imagefolder", "npz")
+SUPERNET_OBJECTIVES = ("accuracy", "latency_ms", "energy_mj", "params", "macs", "flops")
 
 
 @dataclasses.dataclass
 class SpaceConfig(Section):
     name: str = field("ofa_mbv3", doc="registered search space")
-    resolutions: Optional[list[int]] = field(None, ge=8, doc="ofa_mbv3: input resolutions to choose from")
+    resolutions: Optional[list[int]] = field(None, ge=8, le=1024, doc="ofa_mbv3: input resolutions to choose from")
     stage_strides: Optional[list[int]] = field(None, doc="ofa_mbv3: stride (1 or 2) of each elastic stage's first "
                                                "block, 5 values; OFA's 2 2 2 1 2 when left out")
     tasks: Optional[list[str]] = field(None, doc="encdec: dense tasks, one decoder each")
@@ -37,11 +38,13 @@ class SpaceConfig(Section):
 @dataclasses.dataclass
 class DataConfig(Section):
     name: Literal[DATASETS] = field("shapes", doc="data set")
-    root: Optional[str] = field(None, doc="directory or file for cifar10, imagefolder, npz")
-    resolution: int = field(32, ge=8, doc="resolution images are stored at")
-    num_train: int = field(4000, ge=1)
-    num_val: int = field(500, ge=1)
-    num_test: int = field(500, ge=1)
+    root: Optional[str] = field(None, doc="directory or file for cifar10, imagefolder, npz; a relative path is "
+                                "relative to the config file")
+    resolution: int = field(32, ge=8, le=1024, doc="resolution images are stored at")
+    num_train: int = field(4000, ge=1, le=10_000_000, doc="training images (at most what the data set holds)")
+    num_val: int = field(500, ge=1, le=10_000_000, doc="validation images, held out of the training files")
+    num_test: int = field(500, ge=1, le=10_000_000, doc="test images, from the data set's test files where it has "
+                          "them")
 
     def check(self, path: str) -> None:
         if self.name in ("cifar10", "imagefolder", "npz") and not self.root:
@@ -50,15 +53,15 @@ class DataConfig(Section):
 
 @dataclasses.dataclass
 class SupernetConfig(Section):
-    width_mult: float = field(1.0, gt=0, le=4)
-    num_classes: Optional[int] = field(None, ge=2, doc="default: the data set's number of classes")
+    width_mult: float = field(1.0, ge=0.1, le=4, doc="channel width multiplier of every layer")
+    num_classes: Optional[int] = field(None, ge=2, le=100_000, doc="default: the data set's number of classes")
 
 
 @dataclasses.dataclass
 class PhaseConfig(Section):
     name: str = field(doc="phase name, e.g. full, kernel, depth, expand")
-    epochs: float = field(1.0, gt=0)
-    lr: float = field(0.05, gt=0)
+    epochs: float = field(1.0, gt=0, le=10_000, doc="passes over the training split")
+    lr: float = field(0.05, gt=0, le=10, doc="peak learning rate (cosine decay within the phase)")
     kernel: Optional[list[int]] = field(None, doc="allowed kernel sizes (default: largest only)")
     depth: Optional[list[int]] = field(None, doc="allowed stage depths (default: largest only)")
     expand: Optional[list[int]] = field(None, doc="allowed expand ratios (default: largest only)")
@@ -66,16 +69,17 @@ class PhaseConfig(Section):
 
 @dataclasses.dataclass
 class TrainConfig(Section):
-    batch_size: int = field(64, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    momentum: float = field(0.9, ge=0, le=1)
-    weight_decay: float = field(3e-5, ge=0)
-    label_smoothing: float = field(0.1, ge=0, le=1)
-    warmup_epochs: float = field(0.0, ge=0)
+    batch_size: int = field(64, ge=1, le=65_536, doc="images per training step")
+    optimizer: Literal["sgd", "adamw"] = field("sgd", doc="SGD with Nesterov momentum, or AdamW")
+    momentum: float = field(0.9, ge=0, le=1, doc="SGD momentum")
+    weight_decay: float = field(3e-5, ge=0, le=1, doc="decoupled weight decay")
+    label_smoothing: float = field(0.1, ge=0, le=1, doc="label smoothing of the cross-entropy")
+    warmup_epochs: float = field(0.0, ge=0, le=10_000, doc="linear warm-up of the first phase, in epochs")
     sandwich: bool = field(True, doc="largest + smallest + num_random subnets per step")
-    num_random: int = field(2, ge=0)
+    num_random: int = field(2, ge=0, le=64, doc="random subnets per step besides the largest and smallest")
     distill: bool = field(True, doc="in-place distillation from the largest subnet")
-    bn_calibration_batches: int = field(4, ge=1)
+    bn_calibration_batches: int = field(4, ge=1, le=10_000, doc="training batches that recompute a subnet's batch-"
+                                        "norm statistics before it is evaluated or exported")
     checkpoint_every: int = field(50, ge=1, doc="steps between checkpoints")
     eval_every: int = field(0, ge=0, doc="steps between validation accuracies of the phase's largest and smallest "
                             "subnets in metrics.csv (0: at phase ends only)")
@@ -92,16 +96,21 @@ class TrainConfig(Section):
 @dataclasses.dataclass
 class TargetConfig(Section):
     device: str = field(doc="device name (see `nas devices`)")
-    latency_model: Literal["lut", "roofline", "predictor"] = field("lut")
-    predictor: Optional[str] = field(None, doc="path of a model fitted by `nas latency fit`")
-    budgets_ms: list[float] = field(default_factory=list, gt=0, doc="latency budgets in ms")
+    latency_model: Literal["lut", "roofline", "predictor"] = field("lut", doc="lut: the table measured on the "
+                                                                    "device (host-cpu: measured by this run), else "
+                                                                    "the roofline model; roofline: always the "
+                                                                    "roofline model; predictor: `predictor`")
+    predictor: Optional[str] = field(None, doc="path of a model fitted by `nas latency fit` (relative to the config "
+                                     "file)")
+    budgets_ms: list[float] = field(default_factory=list, gt=0, le=1e6, doc="latency budgets in ms")
     budgets_relative: list[float] = field(default_factory=list, ge=0, le=1, doc="latency budgets as fractions "
                                           "between this device's fastest (0) and slowest (1) subnet, resolved to "
                                           "ms when the run starts (budgets.json)")
-    energy_budgets_mj: list[float] = field(default_factory=list, gt=0)
-    profile_warmup: int = field(10, ge=0, doc="host-cpu profiling: untimed runs per layer")
-    profile_repeats: int = field(50, ge=1, doc="host-cpu profiling: timed runs per layer")
-    profile_calibration_subnets: int = field(4, ge=0, doc="host-cpu profiling: whole subnets timed to correct "
+    energy_budgets_mj: list[float] = field(default_factory=list, gt=0, le=1e9, doc="energy budgets in mJ, each a "
+                                           "constraint of every latency budget's search")
+    profile_warmup: int = field(10, ge=0, le=10_000, doc="host-cpu profiling: untimed runs per layer")
+    profile_repeats: int = field(50, ge=1, le=100_000, doc="host-cpu profiling: timed runs per layer")
+    profile_calibration_subnets: int = field(4, ge=0, le=1000, doc="host-cpu profiling: whole subnets timed to correct "
                                              "the per-layer sum (0: none)")
     reuse_table: bool = field(True, doc="host-cpu: reuse the table an earlier run measured on this machine with "
                               "the same layers and timing settings (kept under ~/.cache/hwnas/luts), so runs of "
@@ -115,14 +124,20 @@ class TargetConfig(Section):
 
 @dataclasses.dataclass
 class SearchConfig(Section):
-    strategy: Literal["evolution", "nsga2", "predictor", "random", "optuna-nsga2", "optuna-tpe"] = "evolution"
-    objectives: list[str] = field(default_factory=lambda: ["accuracy:max", "latency_ms:min"])
-    budget: int = field(200, ge=1, doc="expensive (accuracy) evaluations per target")
-    population: int = field(32, ge=2)
-    mutation_prob: float = field(0.1, ge=0, le=1)
-    num_actors: Optional[int] = field(None, ge=1, doc="Ray actors for the supernet evaluator (default: CPUs)")
-    storage: Optional[str] = field(None, doc="Optuna storage URL (default: SQLite under the run)")
-    evaluator: Optional[str] = field(None, doc="table:PATH to search a measured table instead of the supernet")
+    strategy: Literal["evolution", "nsga2", "predictor", "random", "optuna-nsga2", "optuna-tpe"] = field(
+        "evolution", doc="search strategy (see `nas search --help`)")
+    objectives: list[str] = field(default_factory=lambda: ["accuracy:max", "latency_ms:min"],
+                                  doc="NAME:max|min; supernet runs: accuracy:max first, then any of latency_ms, "
+                                  "energy_mj (the target's device), params, macs, flops")
+    budget: int = field(200, ge=1, le=1_000_000, doc="expensive (accuracy) evaluations per target")
+    population: int = field(32, ge=2, le=100_000, doc="population of evolution and NSGA-II")
+    mutation_prob: float = field(0.1, ge=0, le=1, doc="per-decision mutation probability of evolution and NSGA-II")
+    num_actors: Optional[int] = field(None, ge=1, le=4096, doc="Ray actors for the supernet evaluator (default: "
+                                      "CPUs)")
+    storage: Optional[str] = field(None, doc="Optuna storage URL of optuna-* strategies (default: SQLite under the "
+                                   "run's search directory)")
+    evaluator: Optional[str] = field(None, doc="table:PATH to search a measured table instead of the supernet "
+                                     "(PATH relative to the config file)")
     constraints: list[str] = field(default_factory=list, doc="table searches: e.g. latency_ms<=5")
 
     def check(self, path: str) -> None:
@@ -136,16 +151,16 @@ class SearchConfig(Section):
 
 @dataclasses.dataclass
 class ExportConfig(Section):
-    onnx: bool = True
-    parity_atol: float = field(1e-4, gt=0)
-    max_subnets_per_target: int = field(3, ge=1)
+    parity_atol: float = field(1e-4, gt=0, le=1, doc="largest ONNX-vs-JAX logit difference accepted, relative to "
+                               "max(1, largest |logit|)")
+    max_subnets_per_target: int = field(3, ge=1, le=100, doc="most accurate subnets exported per target")
 
 
 @dataclasses.dataclass
 class ExperimentConfig(Section):
     name: str = field(doc="run name; the run directory is <runs_dir>/<name>")
-    seed: int = field(0, ge=0)
-    runs_dir: str = field("runs")
+    seed: int = field(0, ge=0, le=2**31 - 1, doc="seed of training, sampling and search")
+    runs_dir: str = field("runs", doc="directory of run directories, relative to the working directory")
     space: SpaceConfig = field(default_factory=SpaceConfig)
     data: DataConfig = field(default_factory=DataConfig)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
@@ -166,6 +181,26 @@ class ExperimentConfig(Section):
         if self.search.evaluator is None and self.space.name != "ofa_mbv3":
             raise UserInputError(f"{self.check_source}: space.name = {self.space.name!r} has no supernet yet; "
                                  "set search.evaluator: table:PATH, or use space ofa_mbv3")
+        if self.search.evaluator is None:
+            self._check_supernet_objectives()
+
+    def _check_supernet_objectives(self) -> None:
+        from nas.search import parse_objective
+
+        names = []
+        for i, text in enumerate(self.search.objectives):
+            try:
+                objective = parse_objective(text)
+            except UserInputError:
+                objective = None
+            wanted = "max" if objective is not None and objective.name == "accuracy" else "min"
+            if objective is None or objective.name not in SUPERNET_OBJECTIVES or objective.direction != wanted:
+                raise UserInputError(f"{self.check_source}: search.objectives[{i}] = {text!r} is not allowed; "
+                                     f"allowed: accuracy:max, {', '.join(m + ':min' for m in SUPERNET_OBJECTIVES[1:])}")
+            names.append(objective.name)
+        if "accuracy" not in names or len(set(names)) != len(names) or len(names) > 3:
+            raise UserInputError(f"{self.check_source}: search.objectives = {self.search.objectives} is not allowed; "
+                                 "allowed: accuracy:max and one or two other objectives, each once")
 
     def _check_phase_choices(self, space) -> None:
         from search_spaces import ofa_mbv3
@@ -183,18 +218,64 @@ class ExperimentConfig(Section):
         return get_space(self.space.name, **self.space.hparams())
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Reads and validates an experiment YAML; every error names the file and the key path."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"config file {str(path)!r} does not exist")
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives one key twice (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+PATH_KEYS = ("data.root", "targets[].predictor", "search.evaluator (table:PATH)")
+
+
+def _resolve_paths(config: "ExperimentConfig", base: Path) -> None:
+    """Input files named in the config, relative to `base` (the config file's directory), made absolute."""
+    def resolve(text):
+        path = Path(text).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    if config.data.root:
+        config.data.root = resolve(config.data.root)
+    for target in config.targets:
+        if target.predictor:
+            target.predictor = resolve(target.predictor)
+    if config.search.evaluator and config.search.evaluator.startswith("table:"):
+        config.search.evaluator = "table:" + resolve(config.search.evaluator[len("table:"):])
+
+
+def read_yaml(path: Path):
+    """A YAML file's data; unreadable, non-UTF-8, broken YAML and repeated keys are one-line UserInputErrors."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); save the "
+                             "config as UTF-8") from None
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise UserInputError(f"{path}: broken YAML{where}: {getattr(e, 'problem', e)}") from None
-    return config_from_dict(data, source=str(path))
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Reads and validates an experiment YAML; every error names the file and the key path. Input paths in it
+    (PATH_KEYS) are relative to the file's directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"config file {str(path)!r} does not exist")
+    config = config_from_dict(read_yaml(path), source=str(path))
+    _resolve_paths(config, path.resolve().parent)
+    return config
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> ExperimentConfig:

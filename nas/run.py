@@ -16,11 +16,9 @@ import numpy as np
 
 from nas.config import ExperimentConfig, dump_config, load_config
 from nas.run_dir import RunDir, open_run
+from nas.stages import BUDGETS_FILE, STAGES, TABLE_STAGES, changed_keys, discard, mark_done, plan_rerun, read_stages
 from search_spaces.errors import UserInputError
 
-STAGES = ("data", "latency", "train", "search", "export", "report")
-STAGES_FILE = "stages.json"
-BUDGETS_FILE = "budgets.json"
 TABLE_CACHE_ENV = "HWNAS_TABLE_CACHE"
 HOST_DEVICE = "host-cpu"
 
@@ -42,19 +40,6 @@ class RunContext:
 
     def layer_options(self, num_classes: int) -> dict:
         return {"width_mult": self.config.supernet.width_mult, "num_classes": num_classes}
-
-
-def read_stages(run: RunDir) -> dict:
-    path = run.root / STAGES_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def mark_done(run: RunDir, stage: str, summary: dict) -> None:
-    stages = read_stages(run)
-    stages[stage] = {"done": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **summary}
-    tmp = run.root / f".{STAGES_FILE}.tmp"
-    tmp.write_text(json.dumps(stages, indent=2))
-    tmp.replace(run.root / STAGES_FILE)
 
 
 def stage_data(ctx: RunContext) -> dict:
@@ -144,7 +129,7 @@ def host_table_here(ctx: RunContext) -> Path:
     if path.is_file() and measured_here(path):
         return path
     target = next(t for t in ctx.config.targets if t.device == HOST_DEVICE)
-    options = ctx.layer_options(read_stages(ctx.run)["data"]["num_classes"])
+    options = ctx.layer_options(read_stages(ctx.run.root)["data"]["num_classes"])
     timing, cached = _host_timing_and_cache(ctx, target, options)
     if not cached.is_file():
         print(f"host-cpu: {path} was measured on another machine; measuring this one's table into {cached}",
@@ -162,7 +147,7 @@ def stage_latency(ctx: RunContext) -> dict:
     tables for devices not at hand; resolves every budget to milliseconds."""
     from latency_models.roofline import roofline_table
 
-    num_classes = read_stages(ctx.run)["data"]["num_classes"]
+    num_classes = read_stages(ctx.run.root)["data"]["num_classes"]
     options = ctx.layer_options(num_classes)
     ctx.run.luts.mkdir(exist_ok=True)
     made = {}
@@ -247,17 +232,16 @@ def check_budgets(ctx: RunContext, layer_options: dict) -> None:
 
 
 def search_targets(ctx: RunContext) -> list:
-    """One target per device and resolved latency budget, named `<device>@<ms>ms`."""
-    from nas.search import Target
-    from nas.strategies import Constraint, Objective
+    """One target per device and resolved latency budget, named `<device>@<ms>ms`, with the config's objectives
+    (plain `latency_ms` and `energy_mj` are the device's) and its energy budgets as further constraints."""
+    from nas.search import Target, parse_objective
+    from nas.strategies import Constraint
 
     budgets = resolved_budgets(ctx)
+    objectives = tuple(parse_objective(o) for o in ctx.config.search.objectives)
     targets = []
     for t in ctx.config.targets:
         energy = tuple(Constraint("energy_mj", float(e)) for e in t.energy_budgets_mj)
-        objectives = (Objective("accuracy", "max"), Objective("latency_ms", "min"))
-        if energy:
-            objectives += (Objective("energy_mj", "min"),)
         for budget in budgets[t.device]:
             targets.append(Target(f"{t.device}@{budget:g}ms", objectives,
                                   (Constraint("latency_ms", float(budget)),) + energy, device=t.device))
@@ -291,16 +275,12 @@ def stage_search(ctx: RunContext) -> dict:
     s = ctx.config.search
     if s.evaluator is not None:
         return stage_table_search(ctx)
-    kinds = {"predictor" if t.latency_model == "predictor" else "lut" for t in ctx.config.targets}
-    if len(kinds) > 1:
-        raise UserInputError(f"{ctx.run.config}: targets mix calibrated predictors with tables; one run uses "
-                             "predictors for every target or for none")
     out = ctx.run.root / "search"
-    num_classes = read_stages(ctx.run)["data"]["num_classes"]
+    num_classes = read_stages(ctx.run.root)["data"]["num_classes"]
     result = run_multi_target_search(
         ctx.space, f"supernet:{ctx.run.root}", search_targets(ctx), out=out, budget=s.budget,
         strategy=s.strategy, seed=ctx.config.seed, population=s.population, resume=out.exists(),
-        latency_model="predictor" if kinds == {"predictor"} else "lut", latency_paths=latency_paths(ctx),
+        latency_model=latency_kind(ctx), latency_paths=latency_paths(ctx),
         layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address, num_actors=s.num_actors,
         progress=ctx.progress)
     return {"evaluations": int(result.expensive_evaluations), "targets": sorted(result.targets)}
@@ -368,7 +348,7 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
     if host is not None:
         host_model = build_cost_model(space, HOST_DEVICE, "predictor" if host.latency_model == "predictor" else "lut",
                                       latency_paths(ctx)[HOST_DEVICE],
-                                      layer_options=ctx.layer_options(read_stages(ctx.run)["data"]["num_classes"]))
+                                      layer_options=ctx.layer_options(read_stages(ctx.run.root)["data"]["num_classes"]))
     by_arch: dict[str, list[dict]] = {}
     for choice in chosen_subnets(ctx, only):
         by_arch.setdefault(choice["arch"], []).append(choice)
@@ -412,7 +392,6 @@ def stage_report(ctx: RunContext) -> dict:
     return {"report": str(write_report(ctx.run.root))}
 
 
-TABLE_STAGES = ("search", "report")
 STAGE_FUNCTIONS = {"data": stage_data, "train": stage_train, "latency": stage_latency, "search": stage_search,
                    "export": stage_export, "report": stage_report}
 
@@ -426,25 +405,26 @@ def open_existing(run_dir: str | Path, *, ray_address: str | None = None, progre
 
 
 def run_experiment(config_path: str | Path, *, resume: bool = False, ray_address: str | None = None,
-                   progress: bool = True, stop_after: str | None = None) -> RunDir:
-    """Runs every stage of the experiment in `config_path`; with `resume`, stages already done are skipped and an
-    interrupted one continues from its own saved state."""
+                   progress: bool = True, stop_after: str | None = None, from_stage: str | None = None) -> RunDir:
+    """Runs every stage of the experiment in `config_path`. With `resume`, finished stages are skipped and an
+    interrupted one continues from its own saved state; a changed config is accepted when it only touches stages
+    not yet finished, and `from_stage` redoes that stage and those that read its results."""
+    from nas.preflight import check_run
+
     config = load_config(config_path)
     stages = STAGES if config.search.evaluator is None else TABLE_STAGES
-    if config.search.evaluator is None:
-        if not config.targets:
-            raise UserInputError(f"{config_path}: targets is empty; name at least one device with budgets_ms or "
-                                 "budgets_relative")
-        for i, target in enumerate(config.targets):
-            if not target.budgets_ms and not target.budgets_relative:
-                raise UserInputError(f"{config_path}: targets[{i}] has no budget; give budgets_ms or "
-                                     "budgets_relative")
+    check_run(config)
     if stop_after is not None and stop_after not in stages:
         raise UserInputError(f"--stop-after {stop_after!r}; allowed: {list(stages)}")
-    run = open_run(config, dump_config(config), resume=resume)
+    if from_stage is not None and not resume:
+        raise UserInputError("--from continues an existing run directory: pass --resume with it")
+    text = dump_config(config)
+    if resume:
+        _apply_changes(RunDir.of(config), text, stages, from_stage, config_path)
+    run = open_run(config, text, resume=resume)
     ctx = RunContext(config, run, ray_address, progress)
     for stage in stages:
-        if read_stages(run).get(stage, {}).get("done"):
+        if read_stages(run.root).get(stage, {}).get("done"):
             print(f"[nas run] {stage}: done earlier, skipped")
         else:
             print(f"[nas run] {stage} ...", flush=True)
@@ -452,9 +432,30 @@ def run_experiment(config_path: str | Path, *, resume: bool = False, ray_address
             try:
                 summary = STAGE_FUNCTIONS[stage](ctx)
             except UserInputError as e:
-                raise UserInputError(f"stage {stage!r} failed: {e} (earlier stages are kept; fix it and rerun with "
-                                     "--resume)") from None
-            mark_done(run, stage, {**summary, "seconds": round(time.perf_counter() - started, 1)})
+                raise UserInputError(f"stage {stage!r} failed: {e} (earlier stages are kept; fix the config and rerun "
+                                     f"with --resume: stages not yet finished take the changes)") from None
+            mark_done(run.root, stage, {**summary, "seconds": round(time.perf_counter() - started, 1)})
         if stage == stop_after:
             break
     return run
+
+
+def _apply_changes(run: RunDir, text: str, stages: tuple[str, ...], from_stage: str | None, config_path) -> None:
+    """Before resuming: the stages to redo for a changed config or `from_stage` lose their results, and the run's
+    config.yaml becomes the given one (nothing changes when a change touches a finished stage without --from)."""
+    if not run.config.is_file():
+        return  # open_run says why this directory cannot be resumed
+    changes = changed_keys(run.config.read_text(), text)
+    done = {stage for stage, entry in read_stages(run.root).items() if entry.get("done")}
+    rerun = plan_rerun(changes, done, stages, from_stage, config_path)
+    if not changes and not from_stage:
+        return
+    for key, (stored, given) in changes.items():
+        print(f"[nas run] config change: {key}: {stored!r} -> {given!r}")
+    removed = discard(run.root, rerun)
+    if rerun:
+        print(f"[nas run] redoing {', '.join(rerun)}" + (f" (removed {', '.join(p.name for p in removed)})"
+                                                        if removed else ""))
+    tmp = run.root / f".{run.config.name}.tmp"
+    tmp.write_text(text)
+    tmp.replace(run.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -96,6 +97,8 @@ def _coerce(tp, value, key: str, source: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserInputError(f"{source}: {key} must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise UserInputError(f"{source}: {key} = {value} is not allowed; allowed: a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -148,7 +148,7 @@ def test_supernet_evaluator_in_process_and_in_an_actor_agree(tmp_path):
     from nas.evaluators.supernet import SupernetEvaluator, supernet_payload
     from nas.train import create_model, evaluate_subnet, load_data
 
-    config = load_config(os.path.join(os.path.dirname(__file__), "..", "experiments", "tiny_train.yaml"))
+    config = load_config(os.path.join(os.path.dirname(__file__), "..", "nas", "experiments", "tiny_train.yaml"))
     space, data = config.build_space(), load_data(config)
     model = create_model(config, space, data.num_classes, data.channels)
     archs = space.sample(3, 0)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "experiments" / "quickstart_tiny.yaml"
+TINY = ROOT / "nas" / "experiments" / "quickstart_tiny.yaml"
 
 
 def targets(run_dir: Path) -> list[str]:
@@ -201,3 +201,33 @@ def test_unreachable_budget_fails_in_its_stage_and_keeps_earlier_outputs(workdir
     stages = json.loads((run / "stages.json").read_text())
     assert stages["data"]["done"] and "latency" not in stages and not (run / "checkpoints").exists()
     assert (run / "config.yaml").is_file()
+    # the advertised recovery: fix the budget, rerun with --resume; the unfinished latency stage takes the change
+    config["targets"][0]["budgets_ms"] = [50.0]
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "nas.cli", "run", str(path), "--resume", "--stop-after", "latency"],
+                         cwd=workdir, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "targets[0].budgets_ms: [0.001] -> [50.0]" in out.stdout and "data: done earlier, skipped" in out.stdout
+    assert json.loads((run / "budgets.json").read_text())["pixel-7"]["budgets_ms"] == [50.0]
+    assert yaml.safe_load((run / "config.yaml").read_text())["targets"][0]["budgets_ms"] == [50.0]
+
+
+def test_changed_finished_stage_needs_from_and_then_redoes_only_what_reads_it(finished, tmp_path):
+    run, _ = finished
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(run, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["search"]["budget"] += 4
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = {p: p.stat().st_mtime_ns for p in (copy / "checkpoints").rglob("*") if p.is_file()}
+    refused = subprocess.run([sys.executable, "-m", "nas.cli", "run", str(path), "--resume"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "search.budget changed" in refused.stderr and "--from search" in refused.stderr
+    assert yaml.safe_load((copy / "config.yaml").read_text())["search"]["budget"] == config["search"]["budget"] - 4
+    out = finish(nas("run", str(path), "--resume", "--from", "search", cwd=tmp_path))
+    assert "redoing search, export, report" in out and "train: done earlier, skipped" in out
+    assert {p: p.stat().st_mtime_ns for p in (copy / "checkpoints").rglob("*") if p.is_file()} == before
+    for target in targets(copy):
+        evaluated = [r for r in rows(copy, target, "history.csv") if r["accuracy"]]
+        assert len(evaluated) == config["search"]["budget"], target

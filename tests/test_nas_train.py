@@ -21,7 +21,7 @@ from nas.run_dir import MetricsLog, RunDir, open_run
 from search_spaces.errors import UserInputError
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_train.yaml"
+TINY = REPO / "nas" / "experiments" / "tiny_train.yaml"
 
 
 class Toy(nnx.Module):

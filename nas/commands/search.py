@@ -110,7 +110,7 @@ def _run_pricing(args, devices) -> tuple[dict, dict]:
     from search_spaces.errors import UserInputError
 
     ctx = open_existing(run_dir, progress=not args.no_progress)
-    num_classes = read_stages(ctx.run).get("data", {}).get("num_classes")
+    num_classes = read_stages(ctx.run.root).get("data", {}).get("num_classes")
     if num_classes is None:
         raise UserInputError(f"{run_dir}: the run's data stage has not finished; run `nas run {ctx.run.config} "
                              "--resume` first")

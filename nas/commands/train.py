@@ -7,7 +7,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the weight-sharing supernet of an experiment config",
                               description="Train the supernet of CONFIG with progressive shrinking into "
                               "<runs_dir>/<name>/ (config.yaml, checkpoints/, metrics.csv).")
-    p.add_argument("config", help="experiment YAML file")
+    p.add_argument("config", help="experiment YAML file, or the name of a bundled one (e.g. tiny_train)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run from its latest checkpoint (the stored config must equal CONFIG)")
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
@@ -17,10 +17,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from nas.bundled_configs import resolve_config
     from nas.config import load_config
+    from nas.preflight import check_run
     from nas.train import train_and_evaluate
 
-    config = load_config(args.config)
+    config = load_config(resolve_config(args.config))
+    check_run(config, need_targets=False)
     summary = train_and_evaluate(config, resume=args.resume, max_steps=args.max_steps,
                                  progress=not args.no_progress)
     done = "finished" if summary["step"] >= summary["total_steps"] else "stopped"

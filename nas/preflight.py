@@ -1,0 +1,154 @@
+"""What a run needs, checked before it starts: devices, budgets, input files, data sizes, steps and memory."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from search_spaces.errors import UserInputError
+
+# Images a file data set holds: (training pool that num_train + num_val come from, test files), None for no test files
+DATA_POOLS = {"digits": (1797, None), "cifar10": (50_000, 10_000)}
+CHANNELS = {"digits": 1}
+CLASSES = {"digits": 10, "cifar10": 10, "shapes": 10}
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+# Activation floats kept per forward element in training (forward values, their gradients, batch-norm statistics)
+TRAINING_FLOATS_PER_ACTIVATION = 3
+MEMORY_SHARE = 0.8
+
+
+@dataclass
+class RunEstimate:
+    """What a valid config will cost: optimizer steps and peak memory (bytes, estimated) against this machine's."""
+
+    steps: int
+    data_bytes: int
+    training_bytes: int
+    machine_bytes: int
+
+    def describe(self) -> str:
+        gib = 2.0 ** 30
+        return (f"{self.steps:,} training steps, about {(self.data_bytes + self.training_bytes) / gib:.1f} GiB of "
+                f"memory (data {self.data_bytes / gib:.1f}, training {self.training_bytes / gib:.1f}; this machine "
+                f"has {self.machine_bytes / gib:.1f})")
+
+
+def machine_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_run(config, *, need_targets: bool = True) -> RunEstimate | None:
+    """Raises one UserInputError naming the key for anything `nas run` would fail on or misread (`nas train` when
+    not `need_targets`: a config without targets); returns the cost of training (None for table searches, which
+    train nothing)."""
+    source = getattr(config, "check_source", "<config>")
+    if config.search.evaluator is not None:
+        _check_table_search(config, source)
+        return None
+    if config.targets or need_targets:
+        _check_targets(config, source)
+    _check_data(config, source)
+    return _estimate(config, source)
+
+
+def _check_table_search(config, source: str) -> None:
+    path = Path(config.search.evaluator[len("table:"):])
+    if not path.is_file():
+        raise UserInputError(f"{source}: search.evaluator = {config.search.evaluator!r}: {path} does not exist "
+                             "(a relative path is relative to the config file)")
+    if config.targets:
+        raise UserInputError(f"{source}: targets apply to supernet runs; a table search (search.evaluator) takes "
+                             "its budgets as search.constraints, e.g. latency_ms<=5")
+
+
+def _check_targets(config, source: str) -> None:
+    from latency_models.devices import get_device
+
+    if not config.targets:
+        raise UserInputError(f"{source}: targets is empty; name at least one device (see `nas devices`) with "
+                             "budgets_ms or budgets_relative")
+    kinds = {t.latency_model == "predictor" for t in config.targets}
+    if len(kinds) > 1:
+        raise UserInputError(f"{source}: targets mix latency_model 'predictor' with tables "
+                             f"({[t.latency_model for t in config.targets]}); one run uses predictors for every "
+                             "target or for none")
+    for i, target in enumerate(config.targets):
+        key = f"{source}: targets[{i}]"
+        try:
+            get_device(target.device)
+        except UserInputError as e:
+            raise UserInputError(f"{key}.device: {e}") from None
+        if not target.budgets_ms and not target.budgets_relative:
+            raise UserInputError(f"{key} ({target.device}) has no budget; give budgets_ms or budgets_relative")
+        if target.predictor and target.latency_model != "predictor":
+            raise UserInputError(f"{key}.predictor is set but latency_model is {target.latency_model!r}, so it "
+                                 "would be ignored; set latency_model: predictor or drop predictor")
+        if target.latency_model == "predictor":
+            _check_predictor(config, target.predictor, f"{key}.predictor")
+
+
+def _check_predictor(config, path: str, key: str) -> None:
+    from latency_models.predictor import CalibratedPredictor
+
+    if not Path(path).is_file():
+        raise UserInputError(f"{key} = {path!r} does not exist (a relative path is relative to the config file); "
+                             "fit one with `nas latency fit`")
+    try:
+        CalibratedPredictor.load(path).check_space(config.build_space())
+    except UserInputError as e:
+        raise UserInputError(f"{key}: {e}") from None
+
+
+def _check_data(config, source: str) -> None:
+    d = config.data
+    if d.name in ("cifar10", "imagefolder", "npz"):
+        root = Path(d.root)
+        want_dir = d.name != "npz"
+        if not (root.is_dir() if want_dir else root.is_file()):
+            raise UserInputError(f"{source}: data.root = {d.root!r} is not an existing "
+                                 f"{'directory' if want_dir else 'file'} (a relative path is relative to the config "
+                                 "file)")
+        if d.name == "cifar10":
+            folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+            missing = [name for name in CIFAR10_FILES if not (folder / name).is_file()]
+            if missing:
+                raise UserInputError(f"{source}: data.root = {d.root!r} lacks the CIFAR-10 python batches "
+                                     f"{', '.join(missing)}")
+    if d.name in DATA_POOLS:
+        pool, test_files = DATA_POOLS[d.name]
+        held_out = d.num_val + (0 if test_files else d.num_test)
+        if held_out + d.num_train > pool or (test_files and d.num_test > test_files):
+            raise UserInputError(f"{source}: data set {d.name!r} holds {pool:,} images"
+                                 f"{f' and {test_files:,} test images' if test_files else ''}: data.num_train = "
+                                 f"{d.num_train:,}, num_val = {d.num_val:,}, num_test = {d.num_test:,} ask for more")
+    known = CLASSES.get(d.name)
+    if known and config.supernet.num_classes is not None and config.supernet.num_classes < known:
+        raise UserInputError(f"{source}: supernet.num_classes = {config.supernet.num_classes} is fewer than the "
+                             f"{known} classes of data set {d.name!r}")
+    if config.train.batch_size > d.num_train:
+        raise UserInputError(f"{source}: train.batch_size = {config.train.batch_size} is more than data.num_train = "
+                             f"{d.num_train}; a step needs a full batch")
+
+
+def _estimate(config, source: str) -> RunEstimate:
+    from latency_models.layers import layer_activations, space_layers
+
+    d, t = config.data, config.train
+    steps_per_epoch = d.num_train // t.batch_size
+    steps = sum(max(1, round(phase.epochs * steps_per_epoch)) for phase in t.phases)  # as nas.phases lays them out
+    images = d.num_train + d.num_val + d.num_test
+    data_bytes = images * d.resolution ** 2 * CHANNELS.get(d.name, 3) * 4
+    space = config.build_space()
+    classes = config.supernet.num_classes or CLASSES.get(d.name, 10)
+    layers = space_layers(space, width_mult=config.supernet.width_mult, num_classes=classes)
+    table = layers.table(space.largest()[None])
+    per_image = float(table.per_slot([layer_activations(l) for l in table.layers]).sum())
+    subnets = 2 + t.num_random if t.sandwich else 1
+    training_bytes = int(t.batch_size * per_image * 4 * TRAINING_FLOATS_PER_ACTIVATION * subnets)
+    estimate = RunEstimate(steps, int(data_bytes), training_bytes, machine_memory())
+    if estimate.data_bytes + estimate.training_bytes > MEMORY_SHARE * estimate.machine_bytes:
+        raise UserInputError(f"{source}: the run needs {estimate.describe()}: lower data.num_train/num_val/num_test, "
+                             "data.resolution, train.batch_size or the space's resolutions")
+    return estimate
