@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as e:
         print(f"nas {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"nas {args.command}: error: cannot write or read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ from search_spaces.errors import UserInputError
 LATENCY_SOURCES = {"measured": "measured (per-layer ONNX Runtime table of this CPU)",
                    "roofline": "estimated (roofline model from the device's specs)",
                    "predictor": "predicted (calibrated predictor)"}
+GENERATOR = "hwnas nas report"
 
 
 @dataclass
@@ -239,7 +240,8 @@ def build_sections(run_dir: Path) -> list[Section]:
 
 
 def render_html(title: str, sections: list[Section]) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta name='generator' content='{GENERATOR}'>"
+             f"<title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
@@ -267,7 +269,7 @@ def render_html(title: str, sections: list[Section]) -> str:
 
 
 def render_markdown(title: str, sections: list[Section], run_dir: Path) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"<!-- {GENERATOR} -->", f"# {title}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
         for figure in section.figures:
@@ -281,11 +283,31 @@ def render_markdown(title: str, sections: list[Section], run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _made_by_report(path: Path) -> bool:
+    with path.open("rb") as f:
+        return GENERATOR.encode() in f.read(4096)
+
+
+def _refuse_foreign_files(run_dir: Path) -> None:
+    """`nas report` replaces only what an earlier `nas report` wrote: report.html and report.md carrying its
+    generator mark, and report/ beside such a report.html."""
+    ours = [run_dir / "report.html", run_dir / "report.md"]
+    for path in ours:
+        if path.exists() and not (path.is_file() and _made_by_report(path)):
+            raise UserInputError(f"{path} exists and was not written by `nas report`; hwnas never overwrites files "
+                                 "it did not make: move it away or report another directory")
+    figures = run_dir / "report"
+    if figures.exists() and not ours[0].is_file():
+        raise UserInputError(f"{figures} exists beside no report.html of `nas report`; hwnas never overwrites files "
+                             "it did not make: move it away or report another directory")
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Writes `report.html` (self-contained), `report.md` and the PNGs under `report/`; returns the HTML path."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserInputError(f"run directory {str(run_dir)!r} does not exist")
+    _refuse_foreign_files(run_dir)
     sections = build_sections(run_dir)
     if not sections:
         raise UserInputError(f"run directory {str(run_dir)!r} has nothing to report yet: no search/*/history.csv, "

@@ -68,11 +68,11 @@ def test_targets_get_one_directory_each_and_share_evaluations(nb201_table, tmp_p
             "--target", "tablecpu:2,4", "--budget", "16", "--population", "8", "--out", str(out),
             "--no-progress"]
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["tablecpu-2ms", "tablecpu-4ms"]
+    assert sorted(p.name for p in out.iterdir()) == ["tablecpu@2ms", "tablecpu@4ms"]
     for budget in (2, 4):
-        history = rows(out / f"tablecpu-{budget}ms" / "history.csv")
+        history = rows(out / f"tablecpu@{budget}ms" / "history.csv")
         assert len(history) == 16
         assert all(float(r["latency_ms"]) <= budget for r in history)
     evaluated = int(capsys.readouterr().out.split()[0])
-    union = {r["arch"] for b in (2, 4) for r in rows(out / f"tablecpu-{b}ms" / "history.csv")}
+    union = {r["arch"] for b in (2, 4) for r in rows(out / f"tablecpu@{b}ms" / "history.csv")}
     assert evaluated == len(union) <= 32

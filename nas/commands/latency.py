@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nas.commands import SEED, bounded, new_output
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("latency", help="fit a calibrated latency/energy predictor from end-to-end "
@@ -9,17 +11,17 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="latency_command", metavar="SUBCOMMAND", required=True)
     fit = sub.add_parser("fit", help="fit a predictor from a CSV of measured architectures")
     fit.add_argument("--space", required=True, help="search space name (see `nas spaces`)")
-    fit.add_argument("--resolution", type=int, nargs="+", help="input resolutions of the space (ofa_mbv3)")
+    fit.add_argument("--resolution", type=bounded(int, ge=8, le=1024), nargs="+", help="input resolutions of the space (ofa_mbv3)")
     fit.add_argument("--measurements", required=True,
                      help="CSV with columns arch (the space's string form) and latency_ms, optionally energy_mj")
-    fit.add_argument("--out", required=True, help="predictor JSON to write")
+    fit.add_argument("--out", required=True, help="predictor JSON to write (must not exist)")
     fit.add_argument("--device", default="", help="name of the measured device, recorded in the model file")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the subsample when there are too many rows")
+    fit.add_argument("--seed", type=SEED, default=0, help="seed of the subsample when there are too many rows")
     fit.set_defaults(func=run_fit)
     predict = sub.add_parser("predict", help="predict latency (and energy) of the architectures in a CSV")
     predict.add_argument("--model", required=True, help="predictor JSON made by `nas latency fit`")
     predict.add_argument("--archs", required=True, help="CSV with a column arch (other columns are ignored)")
-    predict.add_argument("--out", required=True, help="CSV to write: arch,latency_ms[,energy_mj]")
+    predict.add_argument("--out", required=True, help="CSV to write: arch,latency_ms[,energy_mj] (must not exist)")
     predict.set_defaults(func=run_predict)
 
 
@@ -30,6 +32,7 @@ def run_fit(args) -> int:
 
     if args.resolution and args.space != "ofa_mbv3":
         raise UserInputError(f"--resolution applies to ofa_mbv3 only; space {args.space!r} has a fixed input")
+    new_output(args.out)
     space = get_space(args.space, **({"resolutions": tuple(args.resolution)} if args.resolution else {}))
     archs, measured = read_measurements(args.measurements, space)
     predictor = CalibratedPredictor.fit(space, archs, measured, device=args.device, source=str(args.measurements),
@@ -46,6 +49,7 @@ def run_fit(args) -> int:
 def run_predict(args) -> int:
     from latency_models.predictor import CalibratedPredictor, read_architectures, write_predictions
 
+    new_output(args.out)
     predictor = CalibratedPredictor.load(args.model)
     space = predictor.space()
     archs, rows = read_architectures(args.archs, space)

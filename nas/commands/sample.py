@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 
+from nas.commands import SEED, bounded
 from search_spaces import get_space
-from search_spaces.errors import UserInputError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="sample random architectures of a space")
     p.add_argument("space", help="space name (see `nas spaces`)")
-    p.add_argument("-n", type=int, default=1, help="how many architectures (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("-n", type=bounded(int, ge=0, le=10_000_000), default=1, help="how many architectures (default 1)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of arch strings")
     p.add_argument("--canonical", action="store_true", help="print the canonical form of each sample")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    if args.n < 0:
-        raise UserInputError(f"-n must be >= 0, got {args.n}")
     space = get_space(args.space)
     archs = space.sample(args.n, args.seed)
     if args.canonical:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nas.commands import SEED, bounded
+
 STRATEGIES = ("evolution", "nsga2", "predictor", "random", "optuna-nsga2", "optuna-tpe")
 
 
@@ -25,11 +27,11 @@ def register(subparsers) -> None:
                    help="repeatable, e.g. latency_ms@pi5<=5")
     p.add_argument("--device", help="the device plain latency_ms / energy_mj refer to")
     p.add_argument("--target", action="append", default=[], metavar="DEVICE:MS[,MS...]",
-                   help="repeatable: one search per device and latency budget, written to OUT/<device>-<ms>ms")
+                   help="repeatable: one search per device and latency budget, written to OUT/<device>@<ms>ms")
     p.add_argument("--strategy", default="evolution", choices=STRATEGIES)
-    p.add_argument("--budget", type=int, required=True, help="expensive evaluations per target")
-    p.add_argument("--population", type=int, default=32, help="architectures per generation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=bounded(int, ge=1, le=1_000_000), required=True, help="expensive evaluations per target")
+    p.add_argument("--population", type=bounded(int, ge=2, le=100_000), default=32, help="architectures per generation")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", required=True, help="search directory (must not exist unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the search in OUT")
     p.add_argument("--free-columns", default="", metavar="COL[,COL...]",
@@ -38,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--latency-path", action="append", default=[], metavar="DEVICE=PATH",
                    help="file of a device's latency model (lookup table or fitted predictor)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting one (supernet evaluator)")
-    p.add_argument("--num-actors", type=int, help="Ray actors for the supernet evaluator (default: cluster CPUs)")
+    p.add_argument("--num-actors", type=bounded(int, ge=1, le=4096), help="Ray actors for the supernet evaluator (default: cluster CPUs)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite under OUT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -81,7 +83,7 @@ def _targets(args):
             values = []
         if not values:
             raise UserInputError(f"--target {spec!r} is malformed; write DEVICE:MS[,MS...], e.g. pi5:5,10,20")
-        targets += [Target(f"{device}-{b:g}ms", tuple(args.objective or ["accuracy:max", "latency_ms:min"]),
+        targets += [Target(f"{device}@{b:g}ms", tuple(args.objective or ["accuracy:max", "latency_ms:min"]),
                            (parse_constraint(f"latency_ms<={b}"), *args.constraint), device=device)
                     for b in values]
     return targets

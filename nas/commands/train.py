@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nas.commands import bounded
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the weight-sharing supernet of an experiment config",
@@ -10,7 +12,7 @@ def register(subparsers) -> None:
     p.add_argument("config", help="experiment YAML file, or the name of a bundled one (e.g. tiny_train)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run from its latest checkpoint (the stored config must equal CONFIG)")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+    p.add_argument("--max-steps", type=bounded(int, ge=1), default=None, metavar="N",
                    help="stop after global step N (checkpointed; --resume continues)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -1,0 +1,175 @@
+"""Bad input as a hostile user gives it: every case exits 2 with one line naming the key or file, before any work,
+and leaves nothing behind; outputs that exist are never overwritten."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nas.cli import main
+
+TINY = Path(__file__).resolve().parents[1] / "nas" / "experiments" / "quickstart_tiny.yaml"
+
+
+def tiny(**changes) -> dict:
+    config = yaml.safe_load(TINY.read_text())
+    for dotted, value in changes.items():
+        node = config
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+        node[int(last) if last.isdigit() else last] = value
+    return config
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    errors = [line for line in err if "error:" in line]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+CONFIG_CASES = {
+    "unknown device": (tiny(**{"targets.1.device": "pixel-99"}), "unknown device 'pixel-99'"),
+    "empty budgets": (tiny(**{"targets.1.budgets_relative": []}), r"targets\[1\] \(pixel-7\) has no budget"),
+    "missing predictor": (tiny(**{"targets.1.latency_model": "predictor", "targets.1.predictor": "no.json",
+                                  "targets.0.latency_model": "predictor", "targets.0.predictor": "no.json"}),
+                          r"targets\[0\].predictor = '.*no.json' does not exist"),
+    "mixed latency models": (tiny(**{"targets.1.latency_model": "predictor", "targets.1.predictor": "p.json"}),
+                             "mix latency_model 'predictor' with tables"),
+    "predictor ignored": (tiny(**{"targets.1.predictor": "p.json"}), "would be ignored"),
+    "missing data root": (tiny(**{"data.name": "cifar10", "data.root": "nowhere"}),
+                          "data.root = '.*nowhere' is not an existing directory"),
+    "huge resolution": (tiny(**{"space.resolutions": [100000]}), "space.resolutions = 100000 is out of range; allowed: <= 1024"),
+    "infinite lr": (tiny(**{"train.phases.0.lr": float("inf")}), r"lr = inf is not allowed; allowed: a finite"),
+    "nan budget": (tiny(**{"targets.1.budgets_ms": [float("nan")]}), "allowed: a finite number"),
+    "endless epochs": (tiny(**{"train.phases.0.epochs": 1e12}), "epochs = 1000000000000.0 is out of range"),
+    "huge batch": (tiny(**{"train.batch_size": 10**12}), "batch_size = 1000000000000 is out of range"),
+    "batch above data": (tiny(**{"train.batch_size": 2048}), "batch_size = 2048 is more than data.num_train"),
+    "memory": (tiny(**{"data.num_val": 9_000_000}), "the run needs .* GiB of memory"),
+    "digits too small": (tiny(**{"data.name": "digits", "data.num_train": 1700}), "holds 1,797 images"),
+    "tiny width": (tiny(**{"supernet.width_mult": 1e-9}), "width_mult = 1e-09 is out of range"),
+    "negative seed": (tiny(seed=-1), "seed = -1 is out of range"),
+    "fewer classes than data": (tiny(**{"supernet.num_classes": 3}), "fewer than the 10 classes"),
+    "bad objective": (tiny(**{"search.objectives": ["accuracy:max", "latency_ms:max"]}),
+                      r"search.objectives\[1\] = 'latency_ms:max' is not allowed"),
+    "removed key": (tiny(**{"export.onnx": False}), "unknown key export.onnx"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_validate_refuses_what_a_run_would_fail_on_or_misread(case, tmp_path, capsys):
+    config, message = CONFIG_CASES[case]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["validate", str(path)]) == 2
+    line = one_error_line(capsys)
+    assert str(path) in line
+    assert re.search(message, line), line
+
+
+def test_run_refuses_the_same_before_writing_anything(tmp_path, capsys):
+    config, _ = CONFIG_CASES["unknown device"]
+    config["runs_dir"] = str(tmp_path / "runs")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 2
+    assert "unknown device" in one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_duplicate_keys_and_non_utf8_configs_are_refused(tmp_path, capsys):
+    path = tmp_path / "dup.yaml"
+    path.write_text(TINY.read_text() + "seed: 3\n")
+    assert main(["validate", str(path)]) == 2
+    assert "key 'seed' is given twice (first at line 7)" in one_error_line(capsys)
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(TINY.read_text().replace("name: quickstart_tiny", "name: caf\u00e9").encode("latin-1"))
+    assert main(["validate", str(path)]) == 2
+    assert "not UTF-8 text (byte 0xe9" in one_error_line(capsys)
+
+
+def test_input_paths_are_relative_to_the_config_file(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "configs" / "data"
+    data.mkdir(parents=True)
+    config = tiny(**{"data.name": "npz", "data.root": "data/set.npz"})
+    path = tmp_path / "configs" / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(path)]) == 2
+    assert f"'{data / 'set.npz'}' is not an existing file" in one_error_line(capsys)
+    (data / "set.npz").write_bytes(b"")
+    assert main(["validate", str(path)]) == 0
+
+
+CLI_CASES = [
+    ["sample", "nb201", "--seed", "-5"],
+    ["sample", "nb201", "-n", "1000000000000"],
+    ["search", "--space", "nb201", "--evaluator", "table:t.csv", "--budget", "3", "--seed", "-1", "--out", "OUT"],
+    ["search", "--space", "nb201", "--evaluator", "table:t.csv", "--budget", "3", "--population", "-3",
+     "--out", "OUT"],
+    ["search", "--space", "nb201", "--evaluator", "table:t.csv", "--budget", "3", "--population", "0",
+     "--out", "OUT"],
+    ["search", "--space", "nb201", "--evaluator", "table:t.csv", "--budget", "0", "--out", "OUT"],
+    ["profile", "--space", "nb201", "--device", "host-cpu", "--out", "OUT", "--num-classes", "0"],
+    ["profile", "--space", "ofa_mbv3", "--device", "host-cpu", "--out", "OUT", "--width-mult", "-1"],
+    ["profile", "--space", "ofa_mbv3", "--device", "host-cpu", "--out", "OUT", "--repeats", "nan"],
+    ["train", "tiny_train", "--max-steps", "-2"],
+]
+
+
+@pytest.mark.parametrize("argv", CLI_CASES, ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_out_of_range_options_exit_2_and_leave_no_output(argv, tmp_path, capsys):
+    argv = [str(tmp_path / "OUT") if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    line = one_error_line(capsys)
+    assert "out of range" in line or "is not an integer" in line, line
+    assert not (tmp_path / "OUT").exists()
+
+
+def test_latency_fit_and_predict_never_overwrite(tmp_path, capsys):
+    out = tmp_path / "model.json"
+    out.write_text("mine")
+    assert main(["latency", "fit", "--space", "nb201", "--measurements", str(tmp_path / "m.csv"),
+                 "--out", str(out)]) == 2
+    assert "never overwrites" in one_error_line(capsys) and out.read_text() == "mine"
+    predictions = tmp_path / "p.csv"
+    predictions.write_text("mine")
+    assert main(["latency", "predict", "--model", str(out), "--archs", str(tmp_path / "a.csv"),
+                 "--out", str(predictions)]) == 2
+    assert "never overwrites" in one_error_line(capsys) and predictions.read_text() == "mine"
+
+
+def test_report_keeps_a_users_own_report_files(tmp_path, capsys):
+    (tmp_path / "metrics.csv").write_text("step,phase,loss\n1,full,2.0\n")
+    (tmp_path / "report.html").write_text("<html>my notes</html>")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "was not written by `nas report`" in one_error_line(capsys)
+    assert (tmp_path / "report.html").read_text() == "<html>my notes</html>"
+    assert not (tmp_path / "report").exists()
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    table = tmp_path / "t.csv"
+    table.write_text("arch,accuracy\n|none~0|+|none~0|none~1|+|none~0|none~1|none~2|,10\n")
+    assert main(["search", "--space", "nb201", "--evaluator", f"table:{table}", "--budget", "3",
+                 "--out", str(blocked / "out")]) == 2
+    assert f"cannot write or read {blocked / 'out'}" in one_error_line(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_run_directory_is_one_line(tmp_path, capsys):
+    (tmp_path / "metrics.csv").write_text("step,phase,loss\n1,full,2.0\n")
+    tmp_path.chmod(0o555)
+    try:
+        assert main(["report", str(tmp_path)]) == 2
+        assert "Permission denied" in one_error_line(capsys)
+    finally:
+        tmp_path.chmod(0o755)
