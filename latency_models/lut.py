@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 
@@ -77,6 +78,10 @@ class LookupTable:
             if bad:
                 raise UserInputError(f"{where} key 'entries.{key}': missing or non-numeric {bad}; each entry needs "
                                      f"{list(ENTRY_KEYS)} (ms)")
+            wrong = [k for k, v in value.items() if isinstance(v, (int, float)) and not (math.isfinite(v) and v >= 0)]
+            if wrong:
+                raise UserInputError(f"{where} key 'entries.{key}.{wrong[0]}': {value[wrong[0]]!r} is not allowed; "
+                                     "allowed: a finite number >= 0")
         return cls(entries, metadata, where)
 
     def to_dict(self) -> dict:

@@ -25,6 +25,7 @@ LOG_GRID = np.arange(-4.0, 3.01, 0.5)
 TRIM_LOG_ERROR = 0.25
 TUKEY_C = 4.685
 MAX_SWEEPS = 3
+REPEAT_SPREAD = 2.0  # repeated measurements of one architecture further apart are refused
 MIN_GAIN = 0.01  # a kernel scale moves off its start (1) only for a 1% lower leave-one-out error
 
 
@@ -192,6 +193,7 @@ def accuracy(predicted: np.ndarray, measured: np.ndarray) -> dict:
 PREDICT_CHUNK = 20_000
 
 
+
 class CalibratedPredictor:
     """Latency (and energy) of any architecture of one space on one device, calibrated on measured ones."""
 
@@ -343,7 +345,21 @@ def read_measurements(path, space: Space, min_rows: int = 5) -> tuple[np.ndarray
     measured = {}
     for metric in (m for m in METRICS if m in columns):
         measured[metric] = np.array([_positive(row[metric], path, i, metric) for i, row in enumerate(rows)])
+        _check_repeats(path, [row["arch"] for row in rows], measured[metric], metric)
     return archs, measured
+
+
+def _check_repeats(path, strings: list[str], values: np.ndarray, metric: str) -> None:
+    """Repeated measurements of one architecture are averaged, but ones more than REPEAT_SPREAD apart disagree
+    beyond timing noise (a mislabelled row or another device's number) and are refused."""
+    first: dict[str, int] = {}
+    for i, text in enumerate(strings):
+        j = first.setdefault(text, i)
+        low, high = sorted((values[i], values[j]))
+        if high > REPEAT_SPREAD * low:
+            raise UserInputError(f"{str(path)!r} lines {j + 2} and {i + 2}: architecture {text!r} has {metric} "
+                                 f"{values[j]:g} and {values[i]:g}, more than {REPEAT_SPREAD:g}x apart; repeated "
+                                 "measurements of one architecture must agree (fix or drop one)")
 
 
 def _positive(text, path, index: int, column: str) -> float:

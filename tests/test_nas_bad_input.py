@@ -1,6 +1,7 @@
 """Bad input as a hostile user gives it: every case exits 2 with one line naming the key or file, before any work,
 and leaves nothing behind; outputs that exist are never overwritten."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -173,3 +174,60 @@ def test_read_only_run_directory_is_one_line(tmp_path, capsys):
         assert "Permission denied" in one_error_line(capsys)
     finally:
         tmp_path.chmod(0o755)
+
+
+NB201_A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+NB201_B = "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|"
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([f"{NB201_A},70,-3"], "column 'latency_ms' is -3 at line 2"),
+    ([f"{NB201_A},70,inf"], "column 'latency_ms' is inf at line 2"),
+    ([f"{NB201_A},inf,2"], "column 'accuracy' is inf at line 2"),
+    ([f"{NB201_A},70,2", f"{NB201_B},60,1", f"{NB201_A},71,2"], "listed at lines 2 and 4 with different accuracy"),
+])
+def test_search_refuses_a_table_with_impossible_or_conflicting_values(rows, message, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text("arch,accuracy,latency_ms\n" + "\n".join(rows) + "\n")
+    assert main(["search", "--space", "nb201", "--evaluator", f"table:{table}", "--budget", "3",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def _table_json(entries: str) -> str:
+    from latency_models import lut
+
+    metadata = {key: "x" for key in lut.METADATA_KEYS} | {"method": lut.METHODS[0]}
+    return (f'{{"schema": "{lut.SCHEMA}", "schema_version": {lut.SCHEMA_VERSION}, '
+            f'"metadata": {json.dumps(metadata)}, "entries": {{{entries}}}}}')
+
+
+@pytest.mark.parametrize("entries, message", [
+    ('"L": {"mean": -3.0, "std": 0.1, "count": 5}', "'entries.L.mean': -3.0 is not allowed"),
+    ('"L": {"mean": Infinity, "std": 0.1, "count": 5}', "'entries.L.mean': inf is not allowed"),
+    ('"L": {"mean": 1.0, "std": 0.1, "count": 5}, "L": {"mean": 3.0, "std": 0.1, "count": 5}',
+     "key 'L' is given twice"),
+])
+def test_lookup_tables_with_impossible_or_repeated_entries_are_refused(entries, message, tmp_path):
+    from latency_models.lut import LookupTable
+    from search_spaces.errors import UserInputError
+
+    path = tmp_path / "t.json"
+    path.write_text(_table_json('"L": {"mean": 1.0, "std": 0.1, "count": 5}'))
+    assert LookupTable.load(path).entries["L"]["mean"] == 1.0
+    path.write_text(_table_json(entries))
+    with pytest.raises(UserInputError, match=re.escape(message)):
+        LookupTable.load(path)
+
+
+def test_measurements_of_one_architecture_that_disagree_are_refused(tmp_path, capsys):
+    from search_spaces import get_space
+
+    space = get_space("nb201")
+    archs = [space.to_string(a) for a in space.sample(6, 0)]
+    rows = [f"{a},{1.0 + i}" for i, a in enumerate(archs)] + [f"{archs[2]},{9.0}"]
+    (tmp_path / "m.csv").write_text("arch,latency_ms\n" + "\n".join(rows) + "\n")
+    assert main(["latency", "fit", "--space", "nb201", "--measurements", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "p.json")]) == 2
+    assert "lines 4 and 8" in one_error_line(capsys) and not (tmp_path / "p.json").exists()

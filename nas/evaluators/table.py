@@ -10,6 +10,9 @@ import numpy as np
 from search_spaces.errors import UserInputError
 
 
+COST_COLUMNS = ("latency_ms", "energy_mj", "params", "macs", "flops")
+
+
 class TableBudgetExceeded(RuntimeError):
     """More distinct architectures were asked of a table than its query budget allows."""
 
@@ -38,7 +41,31 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
             raise UserInputError(f"table {str(path)!r}: column {name!r} is {table.schema.field(name).type}; metric "
                                  "columns must be numeric")
         columns[name] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+    _check_values(columns, str(path))
     return columns
+
+
+def _check_values(columns: dict[str, np.ndarray], path: str) -> None:
+    """No infinite values, no negative cost (latency, energy, size), no architecture listed twice with other values."""
+    for name, column in columns.items():
+        if name == "arch":
+            continue
+        cost = name.split("@")[0] in COST_COLUMNS
+        bad = np.isinf(column) | ((column < 0) if cost else False)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserInputError(f"table {path!r}: column {name!r} is {column[row]:g} at line {row + 2} "
+                                 f"({columns['arch'][row]!r}); allowed: finite{' and >= 0' if cost else ''}")
+    seen: dict[str, int] = {}
+    for row, arch in enumerate(columns["arch"]):
+        first = seen.setdefault(arch, row)
+        if first == row:
+            continue
+        differ = [n for n, c in columns.items() if n != "arch" and not np.array_equal(c[first], c[row], equal_nan=True)]
+        if differ:
+            raise UserInputError(f"table {path!r}: architecture {arch!r} is listed at lines {first + 2} and {row + 2} "
+                                 f"with different {differ[0]} ({columns[differ[0]][first]:g} vs "
+                                 f"{columns[differ[0]][row]:g}); keep one row per architecture")
 
 
 class TableEvaluator:
