@@ -50,7 +50,9 @@ def check_run(config, *, need_targets: bool = True) -> RunEstimate | None:
     if config.targets or need_targets:
         _check_targets(config, source)
     _check_data(config, source)
-    return _estimate(config, source)
+    estimate = _estimate(config, source)
+    _check_budgets_reachable(config, source)
+    return estimate
 
 
 def _check_table_search(config, source: str) -> None:
@@ -152,3 +154,32 @@ def _estimate(config, source: str) -> RunEstimate:
         raise UserInputError(f"{source}: the run needs {estimate.describe()}: lower data.num_train/num_val/num_test, "
                              "data.resolution, train.batch_size or the space's resolutions")
     return estimate
+
+
+def _check_budgets_reachable(config, source: str) -> None:
+    """Absolute budgets of devices priced without measuring (roofline estimates, fitted predictors) must be within
+    reach of some subnet; host-cpu's are checked once its table is measured, in the run's latency stage."""
+    from nas.evaluators import cheap_metrics_for
+    from nas.search import Target, check_constraints_reachable
+    from nas.strategies import Constraint
+
+    space = config.build_space()
+    options = {"width_mult": config.supernet.width_mult,
+               "num_classes": config.supernet.num_classes or CLASSES.get(config.data.name, 10)}
+    for i, t in enumerate(config.targets):
+        if t.device == "host-cpu" and t.latency_model == "lut":
+            continue
+        constraints = ((Constraint("latency_ms", min(t.budgets_ms)),) if t.budgets_ms else ()) + (
+            (Constraint("energy_mj", min(t.energy_budgets_mj)),) if t.energy_budgets_mj else ())
+        if not constraints:
+            continue
+        kind = "predictor" if t.latency_model == "predictor" else "roofline"
+        cheap = cheap_metrics_for(space, [c.metric for c in constraints], device=t.device, latency_model=kind,
+                                  latency_paths={t.device: t.predictor} if t.predictor else None,
+                                  layer_options=options)
+        target = Target(f"{t.device}@{constraints[0].upper_bound:g}", ("accuracy:max",), constraints,
+                        device=t.device)
+        try:
+            check_constraints_reachable(space, target, cheap, config.seed)
+        except UserInputError as e:
+            raise UserInputError(f"{source}: targets[{i}] ({t.device}): {e}") from None

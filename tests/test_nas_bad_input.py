@@ -58,6 +58,8 @@ CONFIG_CASES = {
     "bad objective": (tiny(**{"search.objectives": ["accuracy:max", "latency_ms:max"]}),
                       r"search.objectives\[1\] = 'latency_ms:max' is not allowed"),
     "removed key": (tiny(**{"export.onnx": False}), "unknown key export.onnx"),
+    "unreachable budget": (tiny(**{"targets.1.budgets_ms": [0.001]}),
+                           r"targets\[1\] \(pixel-7\): target 'pixel-7@0.001'.* latency_ms<=0.001 cannot be met.*best achievable"),
 }
 
 

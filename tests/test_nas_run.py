@@ -189,7 +189,9 @@ def test_rerun_without_resume_refuses_and_keeps_files(finished, workdir):
 
 def test_unreachable_budget_fails_in_its_stage_and_keeps_earlier_outputs(workdir):
     config = yaml.safe_load(TINY.read_text())
-    config.update(name="impossible", targets=[{"device": "pixel-7", "budgets_ms": [0.001]}])
+    host = dict(config["targets"][0])
+    host.pop("budgets_relative")
+    config.update(name="impossible", targets=[{**host, "budgets_ms": [0.001]}])
     path = workdir / "impossible.yaml"
     path.write_text(yaml.safe_dump(config))
     shutil.rmtree(workdir / "runs" / "impossible", ignore_errors=True)
@@ -208,7 +210,7 @@ def test_unreachable_budget_fails_in_its_stage_and_keeps_earlier_outputs(workdir
                          cwd=workdir, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "targets[0].budgets_ms: [0.001] -> [50.0]" in out.stdout and "data: done earlier, skipped" in out.stdout
-    assert json.loads((run / "budgets.json").read_text())["pixel-7"]["budgets_ms"] == [50.0]
+    assert json.loads((run / "budgets.json").read_text())["host-cpu"]["budgets_ms"] == [50.0]
     assert yaml.safe_load((run / "config.yaml").read_text())["targets"][0]["budgets_ms"] == [50.0]
 
 
