@@ -233,3 +233,18 @@ def test_measurements_of_one_architecture_that_disagree_are_refused(tmp_path, ca
     assert main(["latency", "fit", "--space", "nb201", "--measurements", str(tmp_path / "m.csv"),
                  "--out", str(tmp_path / "p.json")]) == 2
     assert "lines 4 and 8" in one_error_line(capsys) and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("constraint, message", [
+    ("latency_ms<=0.5", "latency_ms<=0.5 cannot be met by any architecture of the table; the best achievable "
+                        "latency_ms is 1"),
+    ("lat<=5", "metric 'lat' is not produced"),
+])
+def test_table_search_config_with_unmeetable_or_unknown_constraint_is_refused(constraint, message, tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text(f"arch,accuracy,latency_ms\n{NB201_A},70,2\n{NB201_B},60,1\n")
+    config = {"name": "t", "space": {"name": "nb201"},
+              "search": {"evaluator": "table:t.csv", "constraints": [constraint]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["validate", str(tmp_path / "c.yaml")]) == 2
+    assert message in one_error_line(capsys)

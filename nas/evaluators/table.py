@@ -146,6 +146,13 @@ class TableEvaluator:
     def columns_view(self) -> "TableColumns":
         return TableColumns(self)
 
+    def best_achievable(self, metric: str) -> tuple[float, str]:
+        """The smallest value of a metric column over the architectures the table covers, and its architecture (a
+        feasibility check before a search; it reveals no row to the search and counts against no budget)."""
+        rows = np.fromiter(self._index.values(), dtype=np.int64)
+        best = rows[int(np.argmin(self._values[metric][rows]))]
+        return float(self._values[metric][best]), self.space.to_string(self._archs[best])
+
     def close(self) -> None:
         pass
 
