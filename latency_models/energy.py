@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,7 +150,7 @@ def parse_tegrastats(line: str) -> dict[str, float]:
 
 
 class PowerSampler:
-    """Samples a power reader (`() -> W`) on a background thread; `mean_w` after the `with` block."""
+    """Samples a power reader (`() -> W`) on a background thread; `samples` (W) after the `with` block."""
 
     def __init__(self, read_power, interval_s: float = 0.01):
         self.read_power = read_power
@@ -174,14 +173,3 @@ class PowerSampler:
         self._thread.join()
         if not self.samples:
             self.samples.append(float(self.read_power()))
-
-    @property
-    def mean_w(self) -> float:
-        return float(np.mean(self.samples))
-
-
-def sample_power(read_power, seconds: float, interval_s: float = 0.01) -> float:
-    """Mean power over `seconds` (e.g. the idle baseline before profiling)."""
-    with PowerSampler(read_power, interval_s) as sampler:
-        time.sleep(seconds)
-    return sampler.mean_w

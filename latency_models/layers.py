@@ -13,10 +13,6 @@ from search_spaces.errors import UserInputError
 
 CHUNK = 32768  # rows per step of the fast evaluators: intermediates stay in cache; one BLAS thread is fastest
 
-OPS = ("conv_bn_act", "mbconv", "gap", "linear", "relu_conv_bn", "avg_pool", "identity", "add", "resblock",
-       "bn_act")
-
-
 @dataclass(frozen=True)
 class Layer:
     """One layer configuration as a lookup table keys it: op, square input hw×hw×cin, output channels, kernel,
@@ -163,12 +159,6 @@ class LayerTable:
         return {"macs": self.macs.sum(1), "params": self.params.sum(1),
                 "bytes": self.bytes(bytes_per_element).sum(1), "layers": self.count.sum(1).astype(np.float64)}
 
-    def per_op(self, per_layer: np.ndarray) -> dict[str, np.ndarray]:
-        """(N,) sums of a per-layer quantity grouped by op type."""
-        slots = self.per_slot(per_layer)
-        ops = np.array([l.op for l in self.layers])[self.index]
-        return {op: np.where(ops == op, slots, 0.0).sum(1) for op in OPS if (ops == op).any()}
-
 
 class SpaceLayers:
     """A space's skeleton: unique layers, the slot map of architectures to layers, and a fast summing evaluator.
@@ -180,14 +170,10 @@ class SpaceLayers:
         self.space = space
         self.layers = tuple(layers)
         self.slot_names = tuple(slot_names)
-        self._layer_id = {l: i for i, l in enumerate(self.layers)}
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(l.key for l in self.layers)
-
-    def _id(self, layer: Layer) -> int:
-        return self._layer_id[layer]
 
     def table(self, archs) -> LayerTable:
         archs = self.space.validate(archs)
@@ -360,12 +346,11 @@ class NB201Layers(SpaceLayers):
                             for n in [f"edge_{t}_{s}" for t, s in nb201.EDGES] + ["adds"]]
         names += ["reduction_0", "reduction_1", "lastact", "gap", "classifier"]
         super().__init__(space, layers, names)
-        self._table_cache: dict = {}
 
     def _slots(self, archs):
         nb = self._nb
         a = archs.astype(np.int64)
-        n, E = len(a), len(nb.EDGES)
+        n = len(a)
         active = self.space.active(a)
         targets = np.array([t for t, _ in nb.EDGES])
         per_node = np.stack([active[:, targets == t].sum(1) for t in range(1, nb.NUM_NODES)], axis=1)

@@ -67,7 +67,6 @@ def export_layer(layer: Layer, batch_size: int = 1) -> bytes:
 
 def identity_model(shape) -> bytes:
     """An ONNX model that returns its input: timing it gives the fixed cost of one inference call."""
-    import onnx
     from onnx import TensorProto, helper
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))

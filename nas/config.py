@@ -232,9 +232,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-PATH_KEYS = ("data.root", "targets[].predictor", "search.evaluator (table:PATH)")
-
-
 def _resolve_paths(config: "ExperimentConfig", base: Path) -> None:
     """Input files named in the config, relative to `base` (the config file's directory), made absolute."""
     def resolve(text):
@@ -269,7 +266,7 @@ def read_yaml(path: Path):
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Reads and validates an experiment YAML; every error names the file and the key path. Input paths in it
-    (PATH_KEYS) are relative to the file's directory."""
+    (data.root, targets[].predictor, search.evaluator's table:PATH) are relative to the file's directory."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"config file {str(path)!r} does not exist")

@@ -83,11 +83,6 @@ def build_phases(train_config, space, steps_per_epoch: int) -> list[Phase]:
     return phases
 
 
-def phase_at(phases: list[Phase], step: int) -> Phase:
-    """The phase that runs global `step` (the last phase for steps past the end)."""
-    return next((p for p in phases if step < p.end), phases[-1])
-
-
 def sample_uniform(allowed: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, D) architectures, each decision uniform over its allowed choice indices."""
     counts = allowed.sum(axis=1)

@@ -23,10 +23,6 @@ TABLE_CACHE_ENV = "HWNAS_TABLE_CACHE"
 HOST_DEVICE = "host-cpu"
 
 
-class StageFailed(RuntimeError):
-    """A stage raised; earlier stages' outputs are intact and `--resume` retries from this stage."""
-
-
 @dataclass
 class RunContext:
     config: ExperimentConfig

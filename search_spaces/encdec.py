@@ -9,7 +9,6 @@ from search_spaces.space import Space
 NUM_ENCODER_STAGES = 4
 WIDTH_CHOICES = (0.5, 0.75, 1.0)
 DEPTH_CHOICES = (1, 2, 3)
-ENCODER_CHANNELS = (32, 64, 128, 256)
 DEFAULT_TASKS = ("segmentation", "depth")
 
 

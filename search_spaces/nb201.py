@@ -11,7 +11,7 @@ from search_spaces.errors import UserInputError
 from search_spaces.space import Space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NONE, SKIP = 0, 1
+NONE = 0
 EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 NUM_NODES = 4
 

@@ -1,7 +1,5 @@
 """Elastic kernel size: centre crops of the largest depthwise kernel through OFA's learned transform matrices."""
 
-import jax.numpy as jnp
-
 KERNEL_SIZES = (3, 5, 7)
 
 
@@ -29,8 +27,3 @@ def active_kernel(kernel, size: int, transforms: dict):
         flat = crop.reshape(target * target, crop.shape[2])
         current = (transforms[target] @ flat).reshape(target, target, crop.shape[2])
     return current
-
-
-def identity_transforms() -> dict:
-    """Transform matrices at initialisation (identity): {5: (25, 25), 3: (9, 9)}."""
-    return {s: jnp.eye(s * s, dtype=jnp.float32) for s in KERNEL_SIZES[:-1]}

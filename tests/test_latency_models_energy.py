@@ -57,7 +57,7 @@ def test_ina3221_hwmon_tree(tmp_path):
     assert rails.total() == pytest.approx(6.0)
     with PowerSampler(rails.total, interval_s=0.001) as sampler:
         pass
-    assert sampler.mean_w == pytest.approx(6.0)
+    assert sampler.samples and sampler.samples == pytest.approx([6.0] * len(sampler.samples))
 
 
 def test_ina3221_iio_tree_sums_rails_without_input_rail(tmp_path):

@@ -4,7 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from supernets.kernel_transform import active_kernel, centre_crop, identity_transforms
+from supernets.kernel_transform import KERNEL_SIZES, active_kernel, centre_crop
+
+
+def identity_transforms() -> dict:
+    """Transform matrices at initialisation (identity): {5: (25, 25), 3: (9, 9)}."""
+    return {s: jnp.eye(s * s, dtype=jnp.float32) for s in KERNEL_SIZES[:-1]}
 
 
 def _kernel(c=3):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from nas.commands import SEED, bounded
 from search_spaces import get_space
 
