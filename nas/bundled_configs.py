@@ -16,10 +16,10 @@ def bundled_names() -> list[str]:
 
 
 def resolve_config(arg: str | Path) -> Path:
-    """The config file `arg` names: `arg` itself when it exists or looks like a path (a directory part or a YAML
+    """The config file `arg` names: `arg` itself when it is a file or looks like a path (a directory part or a YAML
     suffix), else the bundled experiment of that name; a bare name that is neither raises `UserInputError`."""
     path = Path(arg)
-    if path.exists() or path.suffix in SUFFIXES or len(path.parts) != 1:
+    if path.is_file() or path.suffix in SUFFIXES or len(path.parts) != 1:
         return path
     bundled = EXPERIMENTS_DIR / f"{path.name}.yaml"
     if bundled.is_file():
