@@ -138,7 +138,7 @@ class TargetSearch:
         self.config = {"space": space.config(), "target": target.name, "device": target.device,
                        "objectives": [[o.name, o.direction] for o in target.objectives],
                        "constraints": [[c.metric, c.upper_bound] for c in target.constraints],
-                       "strategy": strategy, "strategy_options": self._options, "seed": int(seed),
+                       "strategy": strategy, "strategy_options": self._recorded(self._options), "seed": int(seed),
                        "population": self.population, "metrics": list(self.metrics)}
         self.history_file = History(self.out, self.metrics)
         self.rows: dict[str, list] = {c: [] for c in self.history_file.columns}
@@ -146,12 +146,21 @@ class TargetSearch:
         self.front_size, self.last_hypervolume = 0, None
         self._resume() if resume else self._create()
 
+    @property
+    def _default_storage(self) -> str:
+        return f"sqlite:///{(self.out / 'optuna.db').absolute()}"
+
+    def _recorded(self, options: dict) -> dict:
+        """Strategy options as state.json compares them on resume: the default storage (this directory's
+        optuna.db) left out, so it follows the directory."""
+        return {k: v for k, v in options.items() if not (k == "storage" and v == self._default_storage)}
+
     def _build_strategy(self, name: str, options: dict, seed: int):
         cls = get_strategy(name)
         if "population_size" in getattr(cls, "defaults", {}):
             options.setdefault("population_size", self.population)
         if getattr(cls, "uses_storage", False):
-            options.setdefault("storage", f"sqlite:///{(self.out / 'optuna.db').absolute()}")
+            options.setdefault("storage", self._default_storage)
             options.setdefault("study_name", self.target.name)
         self._options = options
         return cls(self.space, self.target.objectives, constraints=self.target.constraints,
@@ -167,9 +176,17 @@ class TargetSearch:
     def _resume(self) -> None:
         state = read_state(self.out)
         for key, value in state["config"].items():
-            if key not in ("strategy_options",) and self.config.get(key) != value:
+            if key != "strategy_options" and self.config.get(key) != value:
                 raise UserInputError(f"--resume: {self.out}: {key} was {value!r}, now {self.config.get(key)!r}; "
                                      "resume with the same settings (only --budget may change)")
+        defaults = self.strategy.defaults
+        was = json.loads(json.dumps({**defaults, **self._recorded(state["config"].get("strategy_options", {}))}))
+        now = json.loads(json.dumps({**defaults, **self.config["strategy_options"]}))
+        for key in sorted(set(was) | set(now)):
+            if key not in was or key not in now or was[key] != now[key]:
+                raise UserInputError(f"--resume: {self.out}: strategy option {key} was {_option_text(was, key)}, "
+                                     f"now {_option_text(now, key)}; resume with the same settings (only --budget "
+                                     "may change)")
         self.strategy.load_state_dict(state["strategy"])
         self.generation, self.hv_ref = state["generation"], state["hv_ref"]
         rows = self.history_file.read()
@@ -207,6 +224,7 @@ class TargetSearch:
 
     def tell(self, archs: np.ndarray, hashes: np.ndarray, expensive: dict, cached: np.ndarray) -> None:
         metrics = {**expensive, **self.cheap(archs)}
+        cached = self._cached_as_first_written(hashes, cached)
         self.strategy.tell(archs, {m: metrics[m] for m in self.metrics})
         start = self.num_told
         new = {"index": np.arange(start, start + len(archs)), "generation": np.full(len(archs), self.generation),
@@ -218,6 +236,18 @@ class TargetSearch:
         self.generation += 1
         self.front_size, self.last_hypervolume = self._write_pareto(), self.hypervolume()
         self._save_state()
+
+    def _cached_as_first_written(self, hashes: np.ndarray, cached: np.ndarray) -> np.ndarray:
+        """`cached`, except where a row written after the last saved state is told again (same index, same
+        architecture): there the flag that row was written with, as the uninterrupted search wrote it."""
+        if len(self.orphans.get("hash", ())) == 0:
+            return cached
+        cached = np.array(cached, dtype=bool)
+        at = np.arange(self.num_told, self.num_told + len(hashes)) - int(self.orphans["index"][0])
+        again = np.flatnonzero((at >= 0) & (at < len(self.orphans["hash"])))
+        again = again[self.orphans["hash"][at[again]] == np.asarray(hashes)[again]]
+        cached[again] = self.orphans["cached"][at[again]]
+        return cached
 
     def feasible(self, metrics: dict) -> np.ndarray:
         n = len(next(iter(metrics.values())))
@@ -262,6 +292,10 @@ class TargetSearch:
             self.hv_ref = [bounds[o.name] if o.name in bounds and o.direction == "min" else float(w + 0.1 * s)
                            for o, w, s in zip(self.target.objectives, worst, span)]
         return hypervolume(points, self.hv_ref)
+
+
+def _option_text(options: dict, key: str) -> str:
+    return repr(options[key]) if key in options else "unset"
 
 
 def _as_column(name: str, values) -> np.ndarray:

@@ -57,7 +57,8 @@ class History:
         _write_rows(self.path, self.columns, rows, "a")
 
     def read(self) -> dict[str, np.ndarray]:
-        """The columns: `arch` as str, `hash` as uint64, `index`/`generation` int, the rest float64."""
+        """The columns: `arch` as str, `hash` as uint64, `index`/`generation` int, `feasible`/`cached` bool,
+        the metrics float64."""
         with open(self.path, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
@@ -70,8 +71,10 @@ class History:
                "hash": np.asarray([int(h) for h in columns["hash"]], dtype=np.uint64)}
         for c in ("index", "generation"):
             out[c] = np.asarray(columns[c], dtype=np.int64)
-        for c in (*self.metrics, *TAIL_COLUMNS):
+        for c in self.metrics:
             out[c] = np.asarray(columns[c], dtype=np.float64)
+        for c in TAIL_COLUMNS:
+            out[c] = np.asarray(columns[c], dtype=np.float64).astype(bool)
         return out
 
     def keep_first(self, count: int) -> None:

@@ -1,16 +1,17 @@
-"""Tests for nas.search: files written per generation, resume without re-evaluation, unreachable budgets,
-multi-target runs sharing expensive evaluations, and the real NB201 hardware table."""
+"""Tests for nas.search: files written per generation, exact resume without re-evaluation (every strategy, after a
+crash at any point), refused changes on resume, unreachable budgets, multi-target runs sharing expensive
+evaluations, and the real NB201 hardware table."""
 
 import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from nas.evaluators import TableEvaluator
 from nas.search import (Target, best_achievable, parse_constraint, parse_objective, run_multi_target_search,
                         run_search)
+from nas.search_files import write_state
 from search_spaces import IntRange, Space, get_space
 from search_spaces.errors import UserInputError
 
@@ -139,6 +140,46 @@ def test_resume_refuses_changed_objectives(table, tmp_path):
         search(space, f"table:{table}", tmp_path / "out", resume=True, constraints=["latency_ms<=8"])
 
 
+def test_resume_refuses_changed_strategy_options_in_one_line(table, tmp_path):
+    space = tiny_space()
+    search(space, f"table:{table}", tmp_path / "out", budget=12, strategy_options={"mutate_prob": 0.1})
+    with pytest.raises(UserInputError, match=r"strategy option mutate_prob was 0\.1, now 0\.3; resume with the same"):
+        search(space, f"table:{table}", tmp_path / "out", budget=24, resume=True,
+               strategy_options={"mutate_prob": 0.3})
+    search(space, f"table:{table}", tmp_path / "out", budget=24, resume=True)
+    assert len(read_rows(tmp_path / "out" / "history.csv")) == 24, "leaving out an option at its default is no change"
+
+
+def test_optuna_storage_option_is_honoured_and_kept_on_resume(table, tmp_path):
+    import optuna
+
+    space = tiny_space()
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    options = {"storage": url, "study_name": "mine"}
+    search(space, f"table:{table}", tmp_path / "out", budget=16, population=8, strategy="optuna-tpe",
+           strategy_options=options)
+    assert not (tmp_path / "out" / "optuna.db").exists()
+    assert len(optuna.load_study(study_name="mine", storage=url).trials) == 16
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.raises(UserInputError, match=f"strategy option storage was '{url}', now '{other}'"):
+        search(space, f"table:{table}", tmp_path / "out", budget=24, population=8, strategy="optuna-tpe",
+               resume=True, strategy_options={**options, "storage": other})
+    search(space, f"table:{table}", tmp_path / "out", budget=24, population=8, strategy="optuna-tpe", resume=True,
+           strategy_options=options)
+    assert len(optuna.load_study(study_name="mine", storage=url).trials) == 24
+
+
+def test_default_optuna_storage_moves_with_the_directory(table, tmp_path):
+    space = tiny_space()
+    search(space, f"table:{table}", tmp_path / "out", budget=16, population=8, strategy="optuna-nsga2")
+    (tmp_path / "out").rename(tmp_path / "moved")
+    search(space, f"table:{table}", tmp_path / "moved", budget=24, population=8, strategy="optuna-nsga2",
+           resume=True)
+    search(space, f"table:{table}", tmp_path / "straight", budget=24, population=8, strategy="optuna-nsga2")
+    assert read_rows(tmp_path / "moved" / "history.csv") == read_rows(tmp_path / "straight" / "history.csv")
+    assert len(recorded_archs(tmp_path / "moved")) == 24
+
+
 def test_unreachable_budget_is_reported_before_searching(table, tmp_path):
     with pytest.raises(UserInputError, match=r"best achievable latency_ms is 1 \(a=0,b=0,c=0\)"):
         search(tiny_space(), f"table:{table}", tmp_path / "out", constraints=["latency_ms<=0.5"])
@@ -190,7 +231,7 @@ def test_real_nb201_table_search_respects_the_latency_budget(tmp_path):
 
 
 @pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "predictor", "optuna-nsga2", "optuna-tpe"])
-def test_every_strategy_resumes_without_repeating_an_evaluation(table, tmp_path, strategy):
+def test_every_strategy_resumes_exactly_without_repeating_an_evaluation(table, tmp_path, strategy):
     space = tiny_space()
     first = CountingTable(space, table)
     search(space, first, tmp_path / "split", budget=16, population=8, strategy=strategy)
@@ -199,9 +240,57 @@ def test_every_strategy_resumes_without_repeating_an_evaluation(table, tmp_path,
     history = read_rows(tmp_path / "split" / "history.csv")
     assert len(history) == 32 and len({r["arch"] for r in history}) == 32
     assert first.num_queried == 16 and second.num_queried == 16
-    if not strategy.startswith("optuna"):
-        search(space, CountingTable(space, table), tmp_path / "straight", budget=32, population=8,
+    search(space, CountingTable(space, table), tmp_path / "straight", budget=32, population=8, strategy=strategy)
+    assert history == read_rows(tmp_path / "straight" / "history.csv")
+
+
+def recorded_archs(directory: Path) -> list[str]:
+    """The architectures of the Optuna record (optuna.db) of a search directory, in record order."""
+    import optuna
+
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{directory / 'optuna.db'}")
+    return [",".join(f"{k}={v}" for k, v in t.params.items()) for t in study.trials]
+
+
+@pytest.mark.parametrize("strategy", ["optuna-nsga2", "optuna-tpe"])
+def test_optuna_search_killed_mid_generation_resumes_exactly(table, tmp_path, strategy):
+    space = tiny_space()
+    search(space, CountingTable(space, table), tmp_path / "straight", budget=64, population=8, strategy=strategy)
+    with pytest.raises(KeyboardInterrupt):
+        search(space, CountingTable(space, table, fail_on_call=4), tmp_path / "killed", budget=64, population=8,
                strategy=strategy)
-        assert history == read_rows(tmp_path / "straight" / "history.csv")
-    else:
-        assert (tmp_path / "split" / "optuna.db").is_file()
+    assert len(read_rows(tmp_path / "killed" / "history.csv")) == 32
+    resumed = CountingTable(space, table)
+    search(space, resumed, tmp_path / "killed", budget=64, population=8, strategy=strategy, resume=True)
+    assert read_rows(tmp_path / "killed" / "history.csv") == read_rows(tmp_path / "straight" / "history.csv")
+    assert resumed.num_queried == 32
+    assert recorded_archs(tmp_path / "killed") == recorded_archs(tmp_path / "straight")
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "nsga2", "optuna-nsga2", "optuna-tpe"])
+def test_crash_between_history_and_state_neither_diverges_nor_records_twice(table, tmp_path, strategy,
+                                                                            monkeypatch):
+    """Killed after a generation's history rows (and Optuna record) were written but before its state."""
+    import nas.search
+
+    space = tiny_space()
+    search(space, CountingTable(space, table), tmp_path / "straight", budget=40, population=8, strategy=strategy)
+    saved = []
+
+    def write_state_then_crash(directory, state):
+        if len(saved) == 3:
+            raise KeyboardInterrupt("killed after the history and the record, before the state")
+        saved.append(state["num_evaluated"])
+        write_state(directory, state)
+
+    monkeypatch.setattr(nas.search, "write_state", write_state_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        search(space, CountingTable(space, table), tmp_path / "killed", budget=40, population=8, strategy=strategy)
+    monkeypatch.undo()
+    assert saved == [0, 8, 16] and len(read_rows(tmp_path / "killed" / "history.csv")) == 24
+    resumed = CountingTable(space, table)
+    search(space, resumed, tmp_path / "killed", budget=40, population=8, strategy=strategy, resume=True)
+    assert read_rows(tmp_path / "killed" / "history.csv") == read_rows(tmp_path / "straight" / "history.csv")
+    assert resumed.num_queried == 16, "the rows written before the crash are not evaluated again"
+    if strategy.startswith("optuna"):
+        assert recorded_archs(tmp_path / "killed") == recorded_archs(tmp_path / "straight")

@@ -42,3 +42,19 @@ def test_parents_are_the_best_feasible_told():
     ok = strategy.metrics["latency_ms"] <= 60.0
     best = np.sort(strategy.metrics["accuracy"][ok])[::-1][:5]
     np.testing.assert_allclose(accuracy(strategy.parents()), best)
+
+
+def _distance_to_parents(strategy, children):
+    """Per child: the fewest decisions in which it differs from a parent."""
+    parents = strategy.parents()
+    return (children[:, None, :] != parents[None, :, :]).sum(-1).min(1)
+
+
+def test_mutation_probability_sets_how_far_mutants_move():
+    space, accuracy, cheap = ofa_problem(seed=4)
+    moved = {}
+    for prob in (0.05, 0.4):
+        strategy = _run("evolution", space, accuracy, cheap, 1e9, seed=0, rounds=2, population_size=20,
+                        mutation_ratio=1.0, mutate_prob=prob)
+        moved[prob] = _distance_to_parents(strategy, strategy.ask(20)).mean()
+    assert moved[0.4] > 3 * moved[0.05]

@@ -4,7 +4,7 @@ import numpy as np
 
 from nas.pareto import hypervolume, pareto_mask
 from nas.strategies import Constraint, Objective, get_strategy
-from strategy_problems import nb201_problem
+from strategy_problems import nb201_problem, ofa_problem
 
 OBJECTIVES = [Objective("accuracy", "max"), Objective("latency_ms", "min")]
 
@@ -57,3 +57,19 @@ def test_children_meet_cheap_budgets():
         archs = strategy.ask(20)
         assert (cheap(archs)["latency_ms"] <= 3.0).all()
         strategy.tell(archs, evaluate(archs))
+
+
+def test_mutation_probability_sets_how_far_children_move():
+    """Without crossover a child is a mutated tournament winner: how far it lies from the population grows with
+    `mutate_prob` (default 1/D, about one decision of ofa_mbv3's 46)."""
+    space, accuracy, cheap = ofa_problem(seed=0)
+    moved = {}
+    for prob in (None, 0.3):
+        strategy = get_strategy("nsga2")(space, OBJECTIVES, seed=0, population_size=20, crossover_prob=0.0,
+                                         mutate_prob=prob)
+        archs = strategy.ask(20)
+        strategy.tell(archs, {"accuracy": accuracy(archs), **cheap(archs)})
+        population = strategy.archs[strategy.population()[0]]
+        children = strategy.ask(20)
+        moved[prob] = (children[:, None, :] != population[None, :, :]).sum(-1).min(1).mean()
+    assert moved[None] < 3 < 8 < moved[0.3]

@@ -87,3 +87,18 @@ def test_single_objective_under_a_cheap_budget_in_a_large_space():
         assert (strategy.metrics["latency_ms"] <= bound).all()
         best[name] = strategy.metrics["accuracy"].max()
     assert best["predictor"] > best["random"]
+
+
+def test_mutation_probability_changes_the_candidate_pool():
+    """A space too large to enumerate: the pool grows by mutating the predicted front, with `mutate_prob`."""
+    space, accuracy, cheap = ofa_problem(seed=0)
+    evaluate = lambda archs: {"accuracy": accuracy(archs), **cheap(archs)}  # noqa: E731
+    asked = {}
+    for prob in (0.1, 0.6):
+        strategy = get_strategy("predictor")(space, OBJECTIVES, seed=0, pool_size=400, pool_generations=2,
+                                             pretrain_samples=64, mutate_prob=prob, **SMALL)
+        _tell_rounds(strategy, evaluate, 2)
+        asked[prob] = strategy.ask(10)
+    assert (asked[0.1] != asked[0.6]).any()
+    with pytest.raises(UserInputError, match="mutate_prob"):
+        get_strategy("predictor")(space, OBJECTIVES, mutate_prob=-0.1)

@@ -15,6 +15,7 @@ from search_spaces.space import Space
 CheapMetrics = Callable[[np.ndarray], dict]
 _ENUMERABLE = 2_000_000
 _REPAIR_ROUNDS = 200
+_PROBABILITIES = ("mutate_prob", "crossover_prob")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Strategy:
             raise UserInputError(f"strategy {self.name!r}: unknown option(s) {unknown}; allowed: "
                                  f"{sorted(self.defaults)}")
         self.options = {**self.defaults, **options}
+        self._check_probabilities()
         self.rng = np.random.default_rng(self.seed)
         self.cheap_names = self._probe_cheap_names()
         self._asked_chunks: list[np.ndarray] = []
@@ -118,6 +120,13 @@ class Strategy:
         self._metric_buffers: dict[str, np.ndarray] = {}
         self._canonical_pool: np.ndarray | None = None
         self._check_budgets_reachable()
+
+    def _check_probabilities(self) -> None:
+        for key in _PROBABILITIES:
+            value = self.options.get(key)
+            if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise UserInputError(f"strategy {self.name!r}: option {key} = {value!r} is not a probability; "
+                                     "allowed: a number from 0 to 1")
 
     # ------------------------------------------------------------- metrics
     def _probe_cheap_names(self) -> frozenset:

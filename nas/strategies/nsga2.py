@@ -67,7 +67,8 @@ class NSGA2(Strategy):
         second = archs[self._tournament(rank, crowd, count)]
         crossed = np.where((self.rng.random(count) < self.options["crossover_prob"])[:, None],
                            self.space.crossover(first, second, self.rng), first)
-        prob = self.options["mutate_prob"] or 1.0 / self.space.num_decisions
+        prob = self.options["mutate_prob"]
+        prob = 1.0 / self.space.num_decisions if prob is None else prob
         children = self.space.mutate(crossed, prob, self.rng)
         return self.feasible_part(children, n)
 

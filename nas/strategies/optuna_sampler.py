@@ -15,12 +15,18 @@ class OptunaStrategy(Strategy):
     """Asks an `optuna.Study` for trials, one categorical parameter per decision (the choice index).
 
     The sampler works on an in-memory study (fast asks); each tell copies the evaluated trials, with their
-    values and constraints, into the study named `study_name` in `storage` (the record optuna-dashboard shows),
-    and a resumed search loads that record back into the sampler. Proposals that duplicate a told architecture
-    are told at once with the known values; proposals the cheap constraints rule out are told at once as
-    infeasible (expensive objectives set to the worst seen), so the sampler learns from them without spending
-    budget. Constraints reach the sampler as `value - bound` (feasible when <= 0) through
-    `Trial.set_constraint`."""
+    values and constraints, into the study named `study_name` in `storage` (the record optuna-dashboard shows).
+    Proposals that duplicate a told architecture are told at once with the known values; proposals the cheap
+    constraints rule out are told at once as infeasible (expensive objectives set to the worst seen), so the
+    sampler learns from them without spending budget. Constraints reach the sampler as `value - bound` (feasible
+    when <= 0) through `Trial.set_constraint`.
+
+    Resume is exact: every operation on the in-memory study (an ask with the choices drawn, an architecture
+    enqueued, a tell with its values and constraints) is logged in the state as plain data, and a resumed
+    strategy replays the log on a fresh sampler of the same seed. That brings the sampler's random state, its
+    generations and caches to where they were without pickling it; a replayed ask that draws other choices than
+    the log (another Optuna version) is refused. Trials the record received after the last saved state (a crash
+    between the two) are not recorded twice."""
 
     name = "optuna"
     uses_storage = True
@@ -34,12 +40,20 @@ class OptunaStrategy(Strategy):
         self._open_trials: dict[int, object] = {}
         self._told_values: dict[int, tuple[list[float], list[float]]] = {}
         self._study_directions = ["maximize" if o.direction == "max" else "minimize" for o in self.objectives]
-        self.study = optuna.create_study(sampler=self._sampler(), directions=self._study_directions)
+        self._log: list[list] = []
+        self._unsaved_in_record: set[int] = set()
+        self.study = self._new_study()
         self.record = self._open_record()
+        self._record_count = len(self.record.get_trials(deepcopy=False)) if self.record is not None else 0
 
     # ------------------------------------------------------------- study
     def _sampler(self):
         raise NotImplementedError
+
+    def _new_study(self):
+        import optuna
+
+        return optuna.create_study(sampler=self._sampler(), directions=self._study_directions)
 
     def _open_record(self):
         """The persistent study (None without a storage URL); any error opening the URL is reported as such."""
@@ -61,8 +75,29 @@ class OptunaStrategy(Strategy):
                                  f"{self._study_directions}; use another study name")
         return record
 
-    def _suggest(self, trial) -> np.ndarray:
+    def _ask(self, enqueued: np.ndarray | None = None) -> tuple[object, list[int]]:
+        """A new trial with every decision suggested (the sampler's choices, or the `enqueued` architecture's),
+        logged."""
+        if enqueued is not None:
+            self.study.enqueue_trial({d.name: int(i) for d, i in zip(self.space.decisions, enqueued)})
+        trial = self.study.ask()
         row = [trial.suggest_categorical(d.name, list(range(d.size))) for d in self.space.decisions]
+        self._log.append(["ask" if enqueued is None else "enqueue", row])
+        return trial, row
+
+    def _finish(self, trial, values: list[float] | None, violations: list[float]):
+        """Tells a trial, logged: complete with `values` (failed when None or not all finite), with `violations`
+        as its constraints."""
+        if values is not None and not all(np.isfinite(values)):
+            values = None
+        self._log.append(["tell", trial.number, values, violations])
+        for c, violation in zip(self.constraints, violations):
+            trial.set_constraint(c.metric, violation)
+        if values is None:
+            return self.study.tell(trial, state=_failed())
+        return self.study.tell(trial, values)
+
+    def _arch(self, row: list[int]) -> np.ndarray:
         return self.space.canonical(np.asarray(row, dtype=self.space.dtype)[None])
 
     # ----------------------------------------------------------- ask/tell
@@ -72,15 +107,15 @@ class OptunaStrategy(Strategy):
         for _ in range(n * int(self.options["max_tries"])):
             if len(chosen) == n:
                 break
-            trial = self.study.ask()
-            arch = self._suggest(trial)
+            trial, row = self._ask()
+            arch = self._arch(row)
             key = int(self.space.hash(arch)[0])
             if key in self._told_values:
-                self._tell_trial(trial, *self._told_values[key])
+                self._finish(trial, *self._told_values[key])
             elif key in self._open_trials or self.seen(arch)[0]:
-                self.study.tell(trial, state=_failed())
+                self._finish(trial, None, [])
             elif not self.cheap_feasible(arch):
-                self._tell_trial(trial, *self._screened(arch))
+                self._finish(trial, *self._screened(arch))
             else:
                 self._open_trials[key] = trial
                 chosen.append(arch)
@@ -90,11 +125,10 @@ class OptunaStrategy(Strategy):
         archs = super().ask(n)
         keys = [int(k) for k in self.space.hash(archs)] if len(archs) else []
         for key in set(self._open_trials) - set(keys):
-            self.study.tell(self._open_trials.pop(key), state=_failed())
+            self._finish(self._open_trials.pop(key), None, [])
         for key, arch in zip(keys, archs):
             if key not in self._open_trials:
-                self.study.enqueue_trial({d.name: int(i) for d, i in zip(self.space.decisions, arch)})
-                self._open_trials[key] = self.study.ask()
+                self._open_trials[key] = self._ask(arch)[0]
         return archs
 
     def tell(self, archs, metrics: dict) -> None:
@@ -108,16 +142,14 @@ class OptunaStrategy(Strategy):
             self._told_values[key] = (values, violations)
             trial = self._open_trials.pop(key, None)
             if trial is not None:
-                finished.append(self._tell_trial(trial, values, violations))
+                told = self._finish(trial, values, violations)
+                if key in self._unsaved_in_record:
+                    self._unsaved_in_record.remove(key)
+                else:
+                    finished.append(told)
         if self.record is not None and finished:
             self.record.add_trials(finished)
-
-    def _tell_trial(self, trial, values: list[float], violations: list[float]):
-        for c, violation in zip(self.constraints, violations):
-            trial.set_constraint(c.metric, violation)
-        if not all(np.isfinite(values)):
-            return self.study.tell(trial, state=_failed())
-        return self.study.tell(trial, values)
+            self._record_count += len(finished)
 
     def _screened(self, arch: np.ndarray) -> tuple[list[float], list[float]]:
         """Values for a proposal the cheap constraints rule out: cheap objectives as computed, expensive ones the
@@ -137,13 +169,23 @@ class OptunaStrategy(Strategy):
 
     # ------------------------------------------------------------- state
     def _extra_state(self) -> dict:
-        return {"storage": self.options["storage"], "study_name": self.options["study_name"]}
+        import optuna
+
+        return {"storage": self.options["storage"], "study_name": self.options["study_name"],
+                "optuna": optuna.__version__, "recorded": self._record_count, "log": self._log}
 
     def _load_extra_state(self, extra: dict) -> None:
-        """Loads the recorded trials into the sampler's study and rebuilds the told values."""
+        """Replays the logged study operations on a fresh sampler, notes the record's trials written after that
+        state and rebuilds the told values."""
+        if "log" not in extra:
+            raise UserInputError(f"strategy {self.name!r}: the saved state has no log of the sampler's trials (an "
+                                 "older hwnas wrote it), so the search cannot resume exactly; start a new search")
+        self._replay(extra)
         if self.record is not None:
-            self.study.add_trials(self.record.get_trials(deepcopy=False, states=_finished_states()))
-        self._open_trials = {}
+            trials = self.record.get_trials(deepcopy=False)
+            self._record_count = len(trials)
+            rows = [[t.params.get(d.name) for d in self.space.decisions] for t in trials[extra["recorded"]:]]
+            self._unsaved_in_record = {int(self.space.hash(self._arch(row))[0]) for row in rows if None not in row}
         metrics = self.metrics
         n = len(self.archs)
         for i, key in enumerate(int(k) for k in self.space.hash(self.archs)) if n else []:
@@ -152,16 +194,29 @@ class OptunaStrategy(Strategy):
                           for c in self.constraints]
             self._told_values[key] = (values, violations)
 
+    def _replay(self, extra: dict) -> None:
+        """A fresh study and sampler brought through the logged operations; trials asked and not told are open."""
+        import optuna
+
+        self.study, self._log = self._new_study(), []
+        open_rows: dict[int, tuple[object, list[int]]] = {}
+        for event in extra["log"]:
+            if event[0] == "tell":
+                self._finish(open_rows.pop(event[1])[0], event[2], event[3])
+                continue
+            trial, row = self._ask(np.asarray(event[1]) if event[0] == "enqueue" else None)
+            if row != event[1]:
+                raise UserInputError(
+                    f"strategy {self.name!r}: the saved state cannot be replayed exactly: Optuna "
+                    f"{optuna.__version__} draws {row} for trial {trial.number}, the search (Optuna "
+                    f"{extra.get('optuna')}) drew {event[1]}; resume with that Optuna version or start a new search")
+            open_rows[trial.number] = (trial, row)
+        self._open_trials = {int(self.space.hash(self._arch(row))[0]): trial for trial, row in open_rows.values()}
+
 
 def _violation(value, bound: float) -> float:
     value = float(value)
     return value - bound if np.isfinite(value) else 1e30
-
-
-def _finished_states():
-    import optuna
-
-    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
 
 
 def _failed():
@@ -171,14 +226,17 @@ def _failed():
 
 
 class OptunaNSGA2(OptunaStrategy):
-    """Optuna's NSGAIISampler (constraint-dominance from the trials' constraints)."""
+    """Optuna's NSGAIISampler (constraint-dominance from the trials' constraints); a child's decisions are each
+    resampled with probability `mutate_prob` (default, as Optuna's: 1/D)."""
 
     name = "optuna-nsga2"
+    defaults = {**OptunaStrategy.defaults, "mutate_prob": None}
 
     def _sampler(self):
         import optuna
 
-        return optuna.samplers.NSGAIISampler(population_size=int(self.options["population_size"]), seed=self.seed)
+        return optuna.samplers.NSGAIISampler(population_size=int(self.options["population_size"]), seed=self.seed,
+                                             mutation_prob=self.options["mutate_prob"])
 
 
 class OptunaTPE(OptunaStrategy):

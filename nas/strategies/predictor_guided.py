@@ -22,7 +22,8 @@ class PredictorGuided(Strategy):
        learns the normal scores of the targets' ranks, so diverged or degenerate architectures (accuracy near
        chance) do not dominate the fit of the good ones;
     2. builds a candidate pool: every unseen canonical architecture of a small space, otherwise random
-       architectures plus `pool_generations` rounds of mutation and crossover of the predicted front;
+       architectures plus `pool_generations` rounds of mutation (each decision resampled with probability
+       `mutate_prob`) and crossover of the predicted front;
     3. scores candidates optimistically (mean + `optimism` * std towards better, cheap metrics exact) and picks
        the batch greedily by hypervolume improvement over the observed feasible front, each pick joining the
        front, so a batch spreads along the front (when nothing improves it, the candidate nearest to it).
@@ -35,7 +36,7 @@ class PredictorGuided(Strategy):
     defaults = {"initial": 16, "members": 8, "hidden": (64,), "steps": 300, "learning_rate": 3e-3,
                 "optimism": 0.25, "pool_size": 20000, "pool_generations": 3, "pretrain_samples": 2048,
                 "proxy": "auto", "reference": None, "reference_quantile": 0.9, "cheap_inputs": True,
-                "targets": "copula"}
+                "targets": "copula", "mutate_prob": 0.1}
 
     def __init__(self, space, objectives, **kwargs):
         super().__init__(space, objectives, **kwargs)
@@ -125,8 +126,8 @@ class PredictorGuided(Strategy):
         parents = self.archs[pareto_mask(self._observed()) & self.told_feasible()]
         for _ in range(self.options["pool_generations"]):
             parents = np.vstack([parents, pool[pareto_mask(values)]]) if len(pool) else parents
-            children = np.vstack([self.space.mutate(parents[self.rng.integers(0, len(parents), size // 4)], 0.1,
-                                                    self.rng),
+            children = np.vstack([self.space.mutate(parents[self.rng.integers(0, len(parents), size // 4)],
+                                                    self.options["mutate_prob"], self.rng),
                                   self.space.crossover(parents[self.rng.integers(0, len(parents), size // 4)],
                                                        parents[self.rng.integers(0, len(parents), size // 4)],
                                                        self.rng)])
