@@ -131,7 +131,9 @@ class SearchConfig(Section):
                                   "energy_mj (the target's device), params, macs, flops")
     budget: int = field(200, ge=1, le=1_000_000, doc="expensive (accuracy) evaluations per target")
     population: int = field(32, ge=2, le=100_000, doc="population of evolution and NSGA-II")
-    mutation_prob: float = field(0.1, ge=0, le=1, doc="per-decision mutation probability of evolution and NSGA-II")
+    mutation_prob: Optional[float] = field(None, ge=0, le=1, doc="per-decision mutation probability of the "
+                                           "strategies that mutate (evolution, nsga2, predictor, optuna-nsga2); "
+                                           "default: each strategy's own (0.1, or 1/decisions for the NSGA-IIs)")
     num_actors: Optional[int] = field(None, ge=1, le=4096, doc="Ray actors for the supernet evaluator (default: "
                                       "CPUs)")
     storage: Optional[str] = field(None, doc="Optuna storage URL of optuna-* strategies (default: SQLite under the "
@@ -144,9 +146,23 @@ class SearchConfig(Section):
         if self.evaluator is not None and not self.evaluator.startswith("table:"):
             raise UserInputError(f"{self.check_source}: {path}.evaluator = {self.evaluator!r} is not allowed; "
                                  "allowed: table:PATH (leave it out to evaluate with the run's supernet)")
+        from nas.strategies import get_strategy
+
+        defaults = get_strategy(self.strategy).defaults
+        for key, option in (("mutation_prob", "mutate_prob"), ("storage", "storage")):
+            if getattr(self, key) is not None and option not in defaults:
+                raise UserInputError(f"{self.check_source}: {path}.{key} does not apply to strategy "
+                                     f"{self.strategy!r}; strategies that take it: "
+                                     f"{_strategies_with(option)}")
         if self.constraints and self.evaluator is None:
             raise UserInputError(f"{self.check_source}: {path}.constraints apply to table searches; budgets of "
                                  "supernet runs go in targets[].budgets_ms")
+
+
+def _strategies_with(option: str) -> list[str]:
+    from nas.strategies import get_strategy, list_strategies
+
+    return [name for name in list_strategies() if option in get_strategy(name).defaults]
 
 
 @dataclasses.dataclass

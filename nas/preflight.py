@@ -63,23 +63,15 @@ def _check_table_search(config, source: str) -> None:
         raise UserInputError(f"{source}: targets apply to supernet runs; a table search (search.evaluator) takes "
                              "its budgets as search.constraints, e.g. latency_ms<=5")
     from nas.evaluators import TableEvaluator, cheap_metrics_for
-    from nas.search import parse_constraint, parse_objective
+    from nas.search import Target, check_constraints_reachable
 
     table = TableEvaluator(config.build_space(), path)
     try:
-        names = [parse_objective(o).name for o in config.search.objectives]
-        constraints = [parse_constraint(c) for c in config.search.constraints]
-        cheap = [n for n in names + [c.metric for c in constraints] if n not in table.metrics]
-        cheap_metrics_for(table.space, cheap)
+        target = Target("table", tuple(config.search.objectives), tuple(config.search.constraints))
+        cheap = cheap_metrics_for(table.space, [n for n in target.metric_names if n not in table.metrics])
+        check_constraints_reachable(table.space, target, cheap, config.seed, table)
     except UserInputError as e:
         raise UserInputError(f"{source}: search: {e}; table columns: {list(table.metrics)}") from None
-    for c in constraints:
-        if c.metric in table.metrics:
-            best, arch = table.best_achievable(c.metric)
-            if best > c.upper_bound:
-                raise UserInputError(f"{source}: search.constraints {c.metric}<={c.upper_bound:g} cannot be met by "
-                                     f"any architecture of the table; the best achievable {c.metric} is {best:.4g} "
-                                     f"({arch}); raise the bound to at least that")
 
 
 def _check_targets(config, source: str) -> None:

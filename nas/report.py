@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nas import report_figures as figures
+from nas.search_files import HISTORY, PARETO
 from search_spaces.errors import UserInputError
 
 LATENCY_SOURCES = {"measured": "measured (per-layer ONNX Runtime table of this CPU)",
@@ -58,7 +59,7 @@ def load_subnets(run_dir: Path) -> list[dict]:
 
 def search_dirs(run_dir: Path) -> list[Path]:
     """Directories under `search/` holding a history.csv, one per target."""
-    return sorted(p.parent for p in (run_dir / "search").rglob("history.csv"))
+    return sorted(p.parent for p in (run_dir / "search").rglob(HISTORY))
 
 
 def latency_source(run_dir: Path, device: str) -> str:
@@ -183,7 +184,7 @@ def build_sections(run_dir: Path) -> list[Section]:
     for device, searches in by_device.items():
         rows, seen, budgets = [], set(), []
         for directory, meta in searches:
-            for row in read_csv(directory / "history.csv"):
+            for row in read_csv(directory / HISTORY):
                 if row["arch"] not in seen:
                     seen.add(row["arch"])
                     rows.append(row)
@@ -204,11 +205,11 @@ def build_sections(run_dir: Path) -> list[Section]:
         if {"accuracy", "latency_ms"} <= set(rows[0] if rows else {}):
             section.figures.append(Figure("Accuracy vs latency", figures.pareto_figure(
                 rows, f"{device}: accuracy vs latency", labels, chosen, images / f"pareto_{slug}.png"), caption))
-            curves[device] = {meta["target"]: figures.hypervolume_curve(read_csv(directory / "history.csv"))
+            curves[device] = {meta["target"]: figures.hypervolume_curve(read_csv(directory / HISTORY))
                               for directory, meta in searches}
         if not chosen:
             for directory, meta in searches:
-                table = _front_table(rows, directory / "pareto.csv")
+                table = _front_table(rows, directory / PARETO)
                 if table is not None:
                     section.tables.append(table)
         sections.append(section)

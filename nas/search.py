@@ -15,7 +15,7 @@ import numpy as np
 
 from nas.evaluators import CheapMetrics, ExpensiveCache, build_evaluator, cheap_metrics_for
 from nas.pareto import hypervolume, pareto_mask
-from nas.search_files import History, read_state, write_state, write_table
+from nas.search_files import PARETO, History, read_state, write_state, write_table
 from nas.strategies import Constraint, Objective, get_strategy
 from search_spaces.errors import UserInputError
 
@@ -111,16 +111,21 @@ def _quick_minimise(space, cheap: CheapMetrics, metric: str, rng) -> tuple[float
     return float(values[best]), pool[best]
 
 
-def check_constraints_reachable(space, target: Target, cheap: CheapMetrics, seed: int = 0) -> None:
-    """Raises UserInputError, with the best value achievable, when a cheap constraint no architecture can meet."""
+def check_constraints_reachable(space, target: Target, cheap: CheapMetrics, seed: int = 0, evaluator=None) -> None:
+    """Raises UserInputError, with the best value achievable, when a constraint no architecture can meet: a cheap
+    metric's, or a column of a table `evaluator` (checked over its rows without revealing any to the search)."""
     for c in target.constraints:
-        if c.metric not in cheap.metrics:
+        if c.metric in cheap.metrics:
+            best, arch = best_achievable(space, cheap, c.metric, seed)
+            arch = space.to_string(arch)
+        elif evaluator is not None and c.metric in evaluator.metrics and hasattr(evaluator, "best_achievable"):
+            best, arch = evaluator.best_achievable(c.metric)
+        else:
             continue
-        best, arch = best_achievable(space, cheap, c.metric, seed)
         if best > c.upper_bound:
             raise UserInputError(f"target {target.name!r}: constraint {c.metric}<={c.upper_bound:g} cannot be met "
                                  f"by any architecture of space {space.name!r}; the best achievable {c.metric} "
-                                 f"is {best:.4g} ({space.to_string(arch)}); raise the budget to at least that")
+                                 f"is {best:.4g} ({arch}); raise the budget to at least that")
 
 
 class TargetSearch:
@@ -275,7 +280,7 @@ class TargetSearch:
 
     def _write_pareto(self) -> int:
         front = self.front()
-        write_table(self.out / "pareto.csv", self.history_file.columns, front)
+        write_table(self.out / PARETO, self.history_file.columns, front)
         return len(front["arch"])
 
     def hypervolume(self) -> float | None:
@@ -398,7 +403,7 @@ def _run(space, evaluator, targets, out, budget, strategy, seed, population, res
                                   latency_model=target.latency_model or latency_model, latency_paths=paths,
                                   layer_options=layer_options)
         if not resume:
-            check_constraints_reachable(space, target, cheap, seed)
+            check_constraints_reachable(space, target, cheap, seed, evaluator)
         searches.append((target, cheap))
     get_strategy(strategy)
     if not resume and not flat:

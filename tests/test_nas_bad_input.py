@@ -236,8 +236,8 @@ def test_measurements_of_one_architecture_that_disagree_are_refused(tmp_path, ca
 
 
 @pytest.mark.parametrize("constraint, message", [
-    ("latency_ms<=0.5", "latency_ms<=0.5 cannot be met by any architecture of the table; the best achievable "
-                        "latency_ms is 1"),
+    ("latency_ms<=0.5", "latency_ms<=0.5 cannot be met by any architecture of space 'nb201'; the best "
+                        "achievable latency_ms is 1"),
     ("lat<=5", "metric 'lat' is not produced"),
 ])
 def test_table_search_config_with_unmeetable_or_unknown_constraint_is_refused(constraint, message, tmp_path, capsys):
@@ -248,3 +248,13 @@ def test_table_search_config_with_unmeetable_or_unknown_constraint_is_refused(co
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["validate", str(tmp_path / "c.yaml")]) == 2
     assert message in one_error_line(capsys)
+
+
+def test_search_refuses_a_table_constraint_no_row_meets(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    table.write_text(f"arch,accuracy,latency_ms\n{NB201_A},70,2\n{NB201_B},60,1\n")
+    assert main(["search", "--space", "nb201", "--evaluator", f"table:{table}", "--constraint", "latency_ms<=0.5",
+                 "--budget", "2", "--out", str(tmp_path / "out")]) == 2
+    line = one_error_line(capsys)
+    assert "latency_ms<=0.5 cannot be met" in line and f"best achievable latency_ms is 1 ({NB201_B})" in line
+    assert not (tmp_path / "out").exists()
