@@ -1,7 +1,9 @@
-"""Tests for nas.ray_pool against a Ray cluster started with `ray start --head` (joined by address): actors built
-once from a shared payload, work spread in order, a killed actor's task retried, and a search run on the cluster."""
+"""Tests for nas.ray_pool against a Ray cluster started with `ray start --head` with token authentication (joined by
+address with its token): actors built once from a shared payload, work spread in order, a killed actor's task
+retried, and a search run on the cluster."""
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -56,17 +58,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A 2-CPU head node in a subprocess: `--block`, so ending that process ends exactly this cluster, and a
-    private temp dir, so other Ray users on the machine never auto-connect to it."""
+def cluster(tmp_path_factory):
+    """A 2-CPU head node with token authentication, joined with that token: `--block` in a session of its own, so
+    killing that process group ends exactly this cluster, and a private temp dir, so other Ray users on the machine
+    never auto-connect to it."""
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="hwnas-ray-", dir="/tmp")
+    token_file = tmp_path_factory.mktemp("auth") / "token"
+    token_file.write_text(secrets.token_hex(32))
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                              f"--temp-dir={temp_dir}", "--block"],
-                            env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"127.0.0.1:{port}"
+    saved_env = dict(os.environ)  # joining sets RAY_AUTH_MODE=token here
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     try:
         deadline = time.time() + 60
         while True:
@@ -80,7 +87,9 @@ def cluster():
         yield address
     finally:
         ray.shutdown()
-        head.send_signal(signal.SIGTERM)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.killpg(head.pid, signal.SIGKILL)
         head.wait(timeout=60)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
