@@ -13,6 +13,8 @@ from search_spaces import get_space
 from search_spaces.errors import UserInputError
 
 DATASETS = ("shapes", "digits", "cifar10", "imagefolder", "npz")
+# Keys of the search section that are options of its strategy, by the strategy's name for them
+STRATEGY_OPTIONS = {"mutation_prob": "mutate_prob", "storage": "storage"}
 SUPERNET_OBJECTIVES = ("accuracy", "latency_ms", "energy_mj", "params", "macs", "flops")
 
 
@@ -149,7 +151,7 @@ class SearchConfig(Section):
         from nas.strategies import get_strategy
 
         defaults = get_strategy(self.strategy).defaults
-        for key, option in (("mutation_prob", "mutate_prob"), ("storage", "storage")):
+        for key, option in STRATEGY_OPTIONS.items():
             if getattr(self, key) is not None and option not in defaults:
                 raise UserInputError(f"{self.check_source}: {path}.{key} does not apply to strategy "
                                      f"{self.strategy!r}; strategies that take it: "
@@ -157,6 +159,12 @@ class SearchConfig(Section):
         if self.constraints and self.evaluator is None:
             raise UserInputError(f"{self.check_source}: {path}.constraints apply to table searches; budgets of "
                                  "supernet runs go in targets[].budgets_ms")
+
+    def strategy_options(self) -> dict:
+        """The options this section gives its strategy (`check` made sure the strategy takes each); left out, a
+        strategy uses its own default."""
+        given = {option: getattr(self, key) for key, option in STRATEGY_OPTIONS.items()}
+        return {option: value for option, value in given.items() if value is not None}
 
 
 def _strategies_with(option: str) -> list[str]:

@@ -6,13 +6,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas.data import shapes
+from nas.data.files import CIFAR10_CLASSES, ROOT_LAYOUTS, root_problem
 from search_spaces.errors import UserInputError
 
 # Images a file data set holds: (training pool that num_train + num_val come from, test files), None for no test files
 DATA_POOLS = {"digits": (1797, None), "cifar10": (50_000, 10_000)}
 CHANNELS = {"digits": 1}
-CLASSES = {"digits": 10, "cifar10": 10, "shapes": 10}
-CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+CLASSES = {"digits": 10, "cifar10": len(CIFAR10_CLASSES), "shapes": shapes.NUM_CLASSES}
 # Activation floats kept per forward element in training (forward values, their gradients, batch-norm statistics)
 TRAINING_FLOATS_PER_ACTIVATION = 3
 MEMORY_SHARE = 0.8
@@ -114,19 +115,10 @@ def _check_predictor(config, path: str, key: str) -> None:
 
 def _check_data(config, source: str) -> None:
     d = config.data
-    if d.name in ("cifar10", "imagefolder", "npz"):
-        root = Path(d.root)
-        want_dir = d.name != "npz"
-        if not (root.is_dir() if want_dir else root.is_file()):
-            raise UserInputError(f"{source}: data.root = {d.root!r} is not an existing "
-                                 f"{'directory' if want_dir else 'file'} (a relative path is relative to the config "
-                                 "file)")
-        if d.name == "cifar10":
-            folder = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
-            missing = [name for name in CIFAR10_FILES if not (folder / name).is_file()]
-            if missing:
-                raise UserInputError(f"{source}: data.root = {d.root!r} lacks the CIFAR-10 python batches "
-                                     f"{', '.join(missing)}")
+    problem = root_problem(d.name, d.root) if d.name in ROOT_LAYOUTS else None
+    if problem:
+        raise UserInputError(f"{source}: data.root = {d.root!r} {problem} (a relative path is relative to the config "
+                             "file)")
     if d.name in DATA_POOLS:
         pool, test_files = DATA_POOLS[d.name]
         held_out = d.num_val + (0 if test_files else d.num_test)
@@ -143,6 +135,12 @@ def _check_data(config, source: str) -> None:
                              f"{d.num_train}; a step needs a full batch")
 
 
+def _layer_options(config) -> dict:
+    """The network the run trains, as latency models price it (classes: the config's, else the data set's)."""
+    return {"width_mult": config.supernet.width_mult,
+            "num_classes": config.supernet.num_classes or CLASSES.get(config.data.name, 10)}
+
+
 def _estimate(config, source: str) -> RunEstimate:
     from latency_models.layers import layer_activations, space_layers
 
@@ -152,8 +150,7 @@ def _estimate(config, source: str) -> RunEstimate:
     images = d.num_train + d.num_val + d.num_test
     data_bytes = images * d.resolution ** 2 * CHANNELS.get(d.name, 3) * 4
     space = config.build_space()
-    classes = config.supernet.num_classes or CLASSES.get(d.name, 10)
-    layers = space_layers(space, width_mult=config.supernet.width_mult, num_classes=classes)
+    layers = space_layers(space, **_layer_options(config))
     table = layers.table(space.largest()[None])
     per_image = float(table.per_slot([layer_activations(l) for l in table.layers]).sum())
     subnets = 2 + t.num_random if t.sandwich else 1
@@ -173,8 +170,7 @@ def _check_budgets_reachable(config, source: str) -> None:
     from nas.strategies import Constraint
 
     space = config.build_space()
-    options = {"width_mult": config.supernet.width_mult,
-               "num_classes": config.supernet.num_classes or CLASSES.get(config.data.name, 10)}
+    options = _layer_options(config)
     for i, t in enumerate(config.targets):
         if t.device == "host-cpu" and t.latency_model == "lut":
             continue

@@ -250,17 +250,6 @@ def latency_paths(ctx: RunContext) -> dict:
             for t in ctx.config.targets}
 
 
-def strategy_options(config: ExperimentConfig) -> dict:
-    """The search section's options of its strategy: `mutate_prob` where the strategy mutates and the config sets
-    it (else the strategy's own default), `storage` where it is an Optuna strategy and the config names one."""
-    from nas.strategies import get_strategy
-
-    s = config.search
-    defaults = get_strategy(s.strategy).defaults
-    given = {"mutate_prob": s.mutation_prob, "storage": s.storage}
-    return {key: value for key, value in given.items() if value is not None and key in defaults}
-
-
 def stage_table_search(ctx: RunContext) -> dict:
     """A search over a measured table (`search.evaluator: table:PATH`): objectives and constraints from `search`."""
     from nas.search import Target, run_search
@@ -270,7 +259,7 @@ def stage_table_search(ctx: RunContext) -> dict:
     target = Target("table", tuple(s.objectives), tuple(s.constraints))
     result = run_search(ctx.space, s.evaluator, target.objectives, constraints=target.constraints, out=out,
                         budget=s.budget, strategy=s.strategy, seed=ctx.config.seed, population=s.population,
-                        resume=out.exists(), strategy_options=strategy_options(ctx.config), progress=ctx.progress)
+                        resume=out.exists(), strategy_options=s.strategy_options(), progress=ctx.progress)
     bounds = [c.upper_bound for c in target.constraints if c.metric == "latency_ms"]
     (out / "target.json").write_text(json.dumps({"target": "table", "budgets_ms": bounds,
                                                  "evaluator": s.evaluator}))
@@ -288,9 +277,9 @@ def stage_search(ctx: RunContext) -> dict:
     result = run_multi_target_search(
         ctx.space, f"supernet:{ctx.run.root}", search_targets(ctx), out=out, budget=s.budget,
         strategy=s.strategy, seed=ctx.config.seed, population=s.population, resume=out.exists(),
-        strategy_options=strategy_options(ctx.config), latency_model=latency_kind(ctx), latency_paths=latency_paths(ctx),
-        layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address, num_actors=s.num_actors,
-        progress=ctx.progress)
+        strategy_options=s.strategy_options(), latency_model=latency_kind(ctx),
+        latency_paths=latency_paths(ctx), layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address,
+        num_actors=s.num_actors, progress=ctx.progress)
     return {"evaluations": int(result.expensive_evaluations), "targets": sorted(result.targets)}
 
 

@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="latency_command", metavar="SUBCOMMAND", required=True)
     fit = sub.add_parser("fit", help="fit a predictor from a CSV of measured architectures")
     fit.add_argument("--space", required=True, help="search space name (see `nas spaces`)")
-    fit.add_argument("--resolution", type=bounded(int, ge=8, le=1024), nargs="+", help="input resolutions of the space (ofa_mbv3)")
+    fit.add_argument("--resolution", type=bounded(int, ge=8, le=1024), nargs="+",
+                     help="input resolutions of the space (ofa_mbv3)")
     fit.add_argument("--measurements", required=True,
                      help="CSV with columns arch (the space's string form) and latency_ms, optionally energy_mj")
     fit.add_argument("--out", required=True, help="predictor JSON to write (must not exist)")

@@ -13,9 +13,12 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=bounded(int, ge=8, le=1024), nargs="+", help="input resolutions (ofa_mbv3)")
     p.add_argument("--out", required=True, help="lookup table JSON to write (written as it goes)")
     p.add_argument("--resume", action="store_true", help="continue a partial table at --out")
-    p.add_argument("--warmup", type=bounded(int, ge=0, le=10_000), default=10, help="untimed runs per layer (default 10)")
-    p.add_argument("--repeats", type=bounded(int, ge=1, le=100_000), default=50, help="timed runs per layer (default 50)")
-    p.add_argument("--threads", type=bounded(int, ge=1, le=1024), default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--warmup", type=bounded(int, ge=0, le=10_000), default=10,
+                   help="untimed runs per layer (default 10)")
+    p.add_argument("--repeats", type=bounded(int, ge=1, le=100_000), default=50,
+                   help="timed runs per layer (default 50)")
+    p.add_argument("--threads", type=bounded(int, ge=1, le=1024), default=1,
+                   help="ONNX Runtime intra-op threads (default 1)")
     p.add_argument("--provider", default="CPUExecutionProvider",
                    help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider, TensorrtExecutionProvider")
     p.add_argument("--batch-size", type=bounded(int, ge=1, le=65_536), default=1, help="batch size (default 1)")
@@ -24,7 +27,8 @@ def register(subparsers) -> None:
                    "the cores); 'wall': elapsed time; 'auto' (default): thread for 1-thread CPU sessions, else wall")
     p.add_argument("--group", type=bounded(int, ge=1, le=10_000), default=16,
                    help="layer models timed interleaved, one run each in turn (default 16)")
-    p.add_argument("--num-classes", type=bounded(int, ge=2, le=100_000), help="classifier outputs (default: the space's skeleton default)")
+    p.add_argument("--num-classes", type=bounded(int, ge=2, le=100_000),
+                   help="classifier outputs (default: the space's skeleton default)")
     p.add_argument("--width-mult", type=bounded(float, ge=0.1, le=4), help="ofa_mbv3 channel multiplier (default 1.0)")
     p.add_argument("--calibrate-subnets", type=bounded(int, ge=0, le=1000), default=None, metavar="N",
                    help="then time N random whole subnets and fit the per-layer boundary correction (ofa_mbv3; "

@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--target", action="append", default=[], metavar="DEVICE:MS[,MS...]",
                    help="repeatable: one search per device and latency budget, written to OUT/<device>@<ms>ms")
     p.add_argument("--strategy", default="evolution", choices=STRATEGIES)
-    p.add_argument("--budget", type=bounded(int, ge=1, le=1_000_000), required=True, help="expensive evaluations per target")
+    p.add_argument("--budget", type=bounded(int, ge=1, le=1_000_000), required=True,
+                   help="expensive evaluations per target")
     p.add_argument("--population", type=bounded(int, ge=2, le=100_000), default=32, help="architectures per generation")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", required=True, help="search directory (must not exist unless --resume)")
@@ -40,7 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--latency-path", action="append", default=[], metavar="DEVICE=PATH",
                    help="file of a device's latency model (lookup table or fitted predictor)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting one (supernet evaluator)")
-    p.add_argument("--num-actors", type=bounded(int, ge=1, le=4096), help="Ray actors for the supernet evaluator (default: cluster CPUs)")
+    p.add_argument("--num-actors", type=bounded(int, ge=1, le=4096),
+                   help="Ray actors for the supernet evaluator (default: cluster CPUs)")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite under OUT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

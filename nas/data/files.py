@@ -26,6 +26,10 @@ CIFAR10_LAYOUT = ("a directory with the CIFAR-10 python files data_batch_1 .. da
 IMAGEFOLDER_LAYOUT = ("a directory with one subdirectory per class, each holding .png/.jpg/.jpeg images "
                       "(root/<class>/<image>)")
 NPZ_LAYOUT = "an .npz file with arrays x (N, H, W, C) or (N, H, W), uint8 or float in [0, 1], and y (N,) int labels"
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+# Data sets read from disk: what their root holds, and whether it is a directory
+ROOT_LAYOUTS = {"cifar10": (CIFAR10_LAYOUT, True), "imagefolder": (IMAGEFOLDER_LAYOUT, True),
+                "npz": (NPZ_LAYOUT, False)}
 
 
 def _to_unit_float(x: np.ndarray) -> np.ndarray:
@@ -56,13 +60,33 @@ def _num_classes(labels: np.ndarray, source) -> int:
     return int(labels.max()) + 1 if len(labels) else 0
 
 
-def _root(root, layout: str, dataset: str, want_dir: bool = True) -> Path:
+def cifar10_folder(path: Path) -> Path:
+    """Where a CIFAR-10 root keeps its batches: itself or its cifar-10-batches-py subdirectory."""
+    return path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
+
+
+def root_problem(dataset: str, root) -> str | None:
+    """What is wrong with the root of a data set read from disk, as the end of a sentence naming it (None: nothing
+    found without reading the files)."""
+    want_dir = ROOT_LAYOUTS[dataset][1]
+    path = Path(root).expanduser()
+    if not (path.is_dir() if want_dir else path.is_file()):
+        return f"is not an existing {'directory' if want_dir else 'file'}"
+    if dataset == "cifar10":
+        missing = [name for name in CIFAR10_FILES if not (cifar10_folder(path) / name).is_file()]
+        if missing:
+            return f"lacks the CIFAR-10 python batches {', '.join(missing)}"
+    return None
+
+
+def _root(root, dataset: str) -> Path:
+    layout = ROOT_LAYOUTS[dataset][0]
     if root is None:
         raise UserInputError(f"data set {dataset!r} needs root: {layout}")
     path = Path(root).expanduser()
-    if not (path.is_dir() if want_dir else path.is_file()):
-        raise UserInputError(f"data set {dataset!r}: {path} does not exist or is not a "
-                             f"{'directory' if want_dir else 'file'}; expected {layout}")
+    problem = root_problem(dataset, path)
+    if problem:
+        raise UserInputError(f"data set {dataset!r}: {path} {problem}; expected {layout}")
     return path
 
 
@@ -111,14 +135,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 @register_dataset("cifar10")
 def load_cifar10(*, root, resolution, counts, seed) -> RawSplits:
     """CIFAR-10 python batches; val is the last num_val (default 10%) of the 50,000 training images."""
-    path = _root(root, CIFAR10_LAYOUT, "cifar10")
-    if (path / "cifar-10-batches-py").is_dir():
-        path = path / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    missing = [name for name in names if not (path / name).is_file()]
-    if missing:
-        raise UserInputError(f"{path} lacks {', '.join(missing)}; expected {CIFAR10_LAYOUT}")
-    parts = [_read_cifar_batch(path / name) for name in names]
+    path = cifar10_folder(_root(root, "cifar10"))
+    parts = [_read_cifar_batch(path / name) for name in CIFAR10_FILES]
     images = np.concatenate([part[0] for part in parts[:5]])
     labels = np.concatenate([part[1] for part in parts[:5]])
     num_val = round(HELD_OUT_FRACTION * len(labels)) if counts["val"] is None else counts["val"]
@@ -148,7 +166,7 @@ def _read_image(path: Path, resolution) -> np.ndarray:
 @register_dataset("imagefolder")
 def load_imagefolder(*, root, resolution, counts, seed) -> RawSplits:
     """Images under root/<class>/ as RGB; classes are the sorted subdirectory names."""
-    path = _root(root, IMAGEFOLDER_LAYOUT, "imagefolder")
+    path = _root(root, "imagefolder")
     classes = sorted(entry.name for entry in path.iterdir() if entry.is_dir())
     if not classes:
         raise UserInputError(f"{path} has no class subdirectories; expected {IMAGEFOLDER_LAYOUT}")
@@ -169,7 +187,7 @@ def load_imagefolder(*, root, resolution, counts, seed) -> RawSplits:
 @register_dataset("npz")
 def load_npz(*, root, resolution, counts, seed) -> RawSplits:
     """Arrays x and y from one .npz file, split into test, val and train by a fixed permutation."""
-    path = _root(root, NPZ_LAYOUT, "npz", want_dir=False)
+    path = _root(root, "npz")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
