@@ -4,13 +4,8 @@ with that token and runs a task; a missing or wrong token fails at once in one l
 
 import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +13,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from nas.ray_pool import _auth_mode, _gcs_accepts, _on_this_machine  # noqa: E402
+from ray_head import ray_head  # noqa: E402
 from search_spaces.errors import UserInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,41 +41,16 @@ print(ray.get(worker_pid.remote()) != os.getpid(), ray.cluster_resources()["CPU"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
-    """`ray start --head` as a user runs it, with a home whose ~/.ray/auth_token holds a fresh token; in a session of
-    its own (killing that process group ends exactly this cluster) and a private temp dir. Yields (address, home)."""
+    """`ray start --head` as a user runs it, with a home whose ~/.ray/auth_token holds a fresh token. Yields
+    (address, home)."""
     home = tmp_path_factory.mktemp("home")
     (home / ".ray").mkdir()
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
-    temp_dir = tempfile.mkdtemp(prefix="hwnas-ray-", dir="/tmp")
-    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-                                "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
-                                f"--temp-dir={temp_dir}", "--block"], env={**env, "HOME": str(home)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):
-            assert process.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
-            time.sleep(0.5)
-        yield f"127.0.0.1:{port}", home
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    with ray_head(1, {**env, "HOME": str(home)}) as (address, _):
+        yield address, home
 
 
 def join(address: str, home: Path, **env) -> subprocess.CompletedProcess:

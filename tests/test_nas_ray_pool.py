@@ -4,12 +4,8 @@ retried, and a search run on the cluster."""
 
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +17,7 @@ ray = pytest.importorskip("ray")
 
 from nas.ray_pool import ActorPool, ensure_ray  # noqa: E402
 from nas.search import run_search  # noqa: E402
+from ray_head import free_port, ray_head  # noqa: E402
 from search_spaces import IntRange, Space  # noqa: E402
 from search_spaces.errors import UserInputError  # noqa: E402
 
@@ -51,47 +48,32 @@ def reference(weights, x):
     return np.tanh(np.asarray(x, np.float32) @ weights).sum(axis=1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A 2-CPU head node with token authentication, joined with that token: `--block` in a session of its own, so
-    killing that process group ends exactly this cluster, and a private temp dir, so other Ray users on the machine
-    never auto-connect to it."""
-    port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="hwnas-ray-", dir="/tmp")
+    """A 2-CPU head node with token authentication, joined with that token."""
     token_file = tmp_path_factory.mktemp("auth") / "token"
     token_file.write_text(secrets.token_hex(32))
-    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
-                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--temp-dir={temp_dir}", "--block"],
-                            env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
     saved_env = dict(os.environ)  # joining sets RAY_AUTH_MODE=token here
     os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     try:
-        deadline = time.time() + 60
-        while True:
+        with ray_head(2, env) as (address, head):
+            deadline = time.time() + 60
+            while True:
+                try:
+                    ensure_ray(address)
+                    break
+                except UserInputError:
+                    if time.time() > deadline or head.poll() is not None:
+                        raise
+                    time.sleep(1)
             try:
-                ensure_ray(address)
-                break
-            except UserInputError:
-                if time.time() > deadline or head.poll() is not None:
-                    raise
-                time.sleep(1)
-        yield address
+                yield address
+            finally:
+                ray.shutdown()
     finally:
-        ray.shutdown()
         os.environ.clear()
         os.environ.update(saved_env)
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=60)
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
