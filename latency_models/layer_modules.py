@@ -1,5 +1,5 @@
-"""Layer configurations as small NNX modules for profiling: MobileNetV3 layers from `supernets.static` (what gets
-exported), NAS-Bench-201 ops written here; weights filled from numpy without compiling initializers."""
+"""Layer configurations as small NNX modules for profiling: the layers of what gets exported (`supernets.static`,
+`supernets.nb201_static`); weights filled from numpy without compiling initializers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from latency_models.layers import Layer
+from supernets.nb201_static import ReLUConvBN, ResBlock, avg_pool_3x3
 
 
 def _static():
@@ -47,40 +48,6 @@ def onnx_export_context():
 
 def _act(name: str):
     return {"relu": jax.nn.relu, "hswish": _static().hswish, "none": lambda x: x}[name]
-
-
-class ReLUConvBN(nnx.Module):
-    """NAS-Bench-201's nor_conv: ReLU, k x k convolution (no bias, padding k//2), batch norm."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs):
-        p = kernel // 2
-        self.conv = nnx.Conv(cin, cout, (kernel, kernel), strides=stride, padding=((p, p), (p, p)), use_bias=False,
-                             rngs=rngs)
-        self.bn = nnx.BatchNorm(cout, use_running_average=True, rngs=rngs)
-
-    def __call__(self, x):
-        return self.bn(self.conv(jax.nn.relu(x)))
-
-
-def avg_pool_3x3(x):
-    """3x3 average pool, stride 1, padding 1, padded cells not counted (NAS-Bench-201's count_include_pad=False)."""
-    window = dict(window_shape=(3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
-    total = nnx.avg_pool(x, **window) * 9.0
-    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-    return total / (nnx.avg_pool(ones, **window) * 9.0)
-
-
-class ResBlock(nnx.Module):
-    """NAS-Bench-201's reduction block: ReLUConvBN 3x3 s2, ReLUConvBN 3x3, shortcut 2x2 avg pool + 1x1 conv."""
-
-    def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
-        self.conv_a = ReLUConvBN(cin, cout, 3, 2, rngs=rngs)
-        self.conv_b = ReLUConvBN(cout, cout, 3, 1, rngs=rngs)
-        self.shortcut = nnx.Conv(cin, cout, (1, 1), use_bias=False, rngs=rngs)
-
-    def __call__(self, x):
-        pooled = nnx.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
-        return self.conv_b(self.conv_a(x)) + self.shortcut(pooled)
 
 
 class BNAct(nnx.Module):

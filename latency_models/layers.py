@@ -316,19 +316,22 @@ NB201_C, NB201_CELLS, NB201_STAGES, NB201_RES, NB201_CLASSES = 16, 5, 3, 32, 100
 
 
 class NB201Layers(SpaceLayers):
-    """nb201 macro skeleton: 3x3 stem, 3 stages of 5 identical cells (C=16,32,64 at 32,16,8) with residual
-    reduction blocks between, BN-ReLU, global pool, linear to 100 classes. A cell edge costs its op when active
-    (`space.active`); a node summing k active edges costs k-1 adds."""
+    """nb201 macro skeleton: 3x3 stem, 3 stages of `cells` identical cells (channels C, 2C, 4C at resolution R,
+    R/2, R/4) with residual reduction blocks between, BN-ReLU, global pool, linear classifier; NAS-Bench-201's
+    C=16, 5 cells, 32 px, 100 classes by default. A cell edge costs its op when active (`space.active`); a node
+    summing k active edges costs k-1 adds."""
 
-    def __init__(self, space, num_classes: int = NB201_CLASSES):
+    def __init__(self, space, num_classes: int = NB201_CLASSES, channels: int = NB201_C, cells: int = NB201_CELLS,
+                 resolution: int = NB201_RES):
         from search_spaces import nb201
         self._nb = nb201
+        self.cells = cells
         layers: list[Layer] = []
         add = lambda l: layers.index(l) if l in layers else (layers.append(l), len(layers) - 1)[1]
-        self.fixed_ids = [add(Layer("conv_bn_act", NB201_RES, 3, NB201_C, 3, 1))]
+        self.fixed_ids = [add(Layer("conv_bn_act", resolution, 3, channels, 3, 1))]
         self.edge_ids = np.zeros((NB201_STAGES, len(nb201.OPS)), dtype=np.int64)
         self.add_ids = np.zeros(NB201_STAGES, dtype=np.int64)
-        c, hw = NB201_C, NB201_RES
+        c, hw = channels, resolution
         for st in range(NB201_STAGES):
             ops = {1: Layer("identity", hw, c, c), 2: Layer("relu_conv_bn", hw, c, c, 1, 1, act="relu"),
                    3: Layer("relu_conv_bn", hw, c, c, 3, 1, act="relu"), 4: Layer("avg_pool", hw, c, c, 3, 1)}
@@ -358,7 +361,7 @@ class NB201Layers(SpaceLayers):
         index, count = [], []
         for st in range(NB201_STAGES):
             index += [self.edge_ids[st][a], np.full((n, 1), self.add_ids[st])]
-            count += [active * NB201_CELLS, (adds * NB201_CELLS)[:, None]]
+            count += [active * self.cells, (adds * self.cells)[:, None]]
         fixed = np.broadcast_to(self.fixed_ids, (n, len(self.fixed_ids)))
         index = np.concatenate([fixed[:, :1]] + index + [fixed[:, 1:]], axis=1)
         count = np.concatenate([np.ones((n, 1))] + count + [np.ones((n, len(self.fixed_ids) - 1))], axis=1)

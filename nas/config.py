@@ -55,8 +55,17 @@ class DataConfig(Section):
 
 @dataclasses.dataclass
 class SupernetConfig(Section):
-    width_mult: float = field(1.0, ge=0.1, le=4, doc="channel width multiplier of every layer")
+    family: Optional[str] = field(None, doc="supernet family (ofa for ofa_mbv3, spos for nb201); default: the "
+                                  "family that serves space.name")
     num_classes: Optional[int] = field(None, ge=2, le=100_000, doc="default: the data set's number of classes")
+    width_mult: Optional[float] = field(None, ge=0.1, le=4, doc="ofa: channel width multiplier of every layer "
+                                        "(default 1.0)")
+    channels: Optional[int] = field(None, ge=1, le=4096, doc="spos: channels C of the first stage (2C, 4C after "
+                                    "the reductions); default 16 as NAS-Bench-201")
+    cells: Optional[int] = field(None, ge=1, le=64, doc="spos: cells per stage; default 5 as NAS-Bench-201")
+    split_decision: Optional[str] = field(None, doc="spos few-shot: the edge (e.g. edge_1_0) whose operation "
+                                          "splits the supernet into one sub-supernet per operation at the phase "
+                                          "with split: true")
 
 
 @dataclasses.dataclass
@@ -64,9 +73,11 @@ class PhaseConfig(Section):
     name: str = field(doc="phase name, e.g. full, kernel, depth, expand")
     epochs: float = field(1.0, gt=0, le=10_000, doc="passes over the training split")
     lr: float = field(0.05, gt=0, le=10, doc="peak learning rate (cosine decay within the phase)")
-    kernel: Optional[list[int]] = field(None, doc="allowed kernel sizes (default: largest only)")
-    depth: Optional[list[int]] = field(None, doc="allowed stage depths (default: largest only)")
-    expand: Optional[list[int]] = field(None, doc="allowed expand ratios (default: largest only)")
+    kernel: Optional[list[int]] = field(None, doc="ofa: allowed kernel sizes (default: largest only)")
+    depth: Optional[list[int]] = field(None, doc="ofa: allowed stage depths (default: largest only)")
+    expand: Optional[list[int]] = field(None, doc="ofa: allowed expand ratios (default: largest only)")
+    split: bool = field(False, doc="spos: split the supernet on supernet.split_decision before this phase "
+                        "(few-shot NAS)")
 
 
 @dataclasses.dataclass
@@ -199,14 +210,32 @@ class ExperimentConfig(Section):
         devices = [t.device for t in self.targets]
         if len(set(devices)) != len(devices):
             raise UserInputError(f"{self.check_source}: targets list a device twice: {devices}")
-        space = get_space(self.space.name, **self.space.hparams())
-        if self.space.name == "ofa_mbv3":
-            self._check_phase_choices(space)
-        if self.search.evaluator is None and self.space.name != "ofa_mbv3":
-            raise UserInputError(f"{self.check_source}: space.name = {self.space.name!r} has no supernet yet; "
-                                 "set search.evaluator: table:PATH, or use space ofa_mbv3")
         if self.search.evaluator is None:
+            self._check_family()
             self._check_supernet_objectives()
+
+    def _check_family(self) -> None:
+        from supernets.registry import default_family, family_for, list_supernets, space_of
+
+        name = self.supernet.family
+        if name is not None and name not in list_supernets():
+            raise UserInputError(f"{self.check_source}: supernet.family = {name!r} is not allowed; allowed: "
+                                 f"{list_supernets()}")
+        if name is None and default_family(self.space.name) is None:
+            raise UserInputError(f"{self.check_source}: space.name = {self.space.name!r} has no supernet family; set "
+                                 "search.evaluator: table:PATH, or use a space with one: "
+                                 f"{sorted({space_of(n) for n in list_supernets()})}")
+        if name is not None and space_of(name) != self.space.name:
+            raise UserInputError(f"{self.check_source}: supernet.family = {name!r} trains space {space_of(name)!r}, "
+                                 f"not space.name = {self.space.name!r}")
+        family = family_for(self)
+        family.check(self, self.check_source)
+        space = self.build_space()
+        for i, phase in enumerate(self.train.phases):
+            try:
+                family.allowed_choices(space, phase)
+            except UserInputError as e:
+                raise UserInputError(f"{self.check_source}: train.phases[{i}].{e}") from None
 
     def _check_supernet_objectives(self) -> None:
         from nas.search import parse_objective
@@ -225,18 +254,6 @@ class ExperimentConfig(Section):
         if "accuracy" not in names or len(set(names)) != len(names) or len(names) > 3:
             raise UserInputError(f"{self.check_source}: search.objectives = {self.search.objectives} is not allowed; "
                                  "allowed: accuracy:max and one or two other objectives, each once")
-
-    def _check_phase_choices(self, space) -> None:
-        from search_spaces import ofa_mbv3
-
-        allowed = {"kernel": ofa_mbv3.KERNEL_CHOICES, "depth": ofa_mbv3.DEPTH_CHOICES,
-                   "expand": ofa_mbv3.EXPAND_CHOICES}
-        for i, phase in enumerate(self.train.phases):
-            for key, choices in allowed.items():
-                given = getattr(phase, key)
-                if given is not None and (not given or not set(given) <= set(choices)):
-                    raise UserInputError(f"{self.check_source}: train.phases[{i}].{key} = {given} is not allowed; "
-                                         f"allowed: a non-empty subset of {list(choices)}")
 
     def build_space(self):
         return get_space(self.space.name, **self.space.hparams())

@@ -13,7 +13,7 @@ from flax import nnx
 
 from nas.checkpoint import Checkpoints
 from search_spaces.errors import UserInputError
-from supernets.static import StaticMobileNetV3
+from supernets.registry import static_network_from_config
 
 SUBNET_KIND = "hwnas-subnet"
 
@@ -199,5 +199,5 @@ def load_subnet(path: str | Path) -> LoadedSubnet:
     if not arch_file.is_file() or not (path / "params").is_dir():
         raise UserInputError(f"{path} is not an exported subnet: expected arch.json and params/ inside it")
     info = json.loads(arch_file.read_text())
-    model = nnx.eval_shape(lambda: StaticMobileNetV3.from_config(info["network"], rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: static_network_from_config(info["network"], rngs=nnx.Rngs(0)))
     return LoadedSubnet(restore_params(model, path / "params"), info)

@@ -137,8 +137,9 @@ def _check_data(config, source: str) -> None:
 
 def _layer_options(config) -> dict:
     """The network the run trains, as latency models price it (classes: the config's, else the data set's)."""
-    return {"width_mult": config.supernet.width_mult,
-            "num_classes": config.supernet.num_classes or CLASSES.get(config.data.name, 10)}
+    from supernets.registry import family_for
+
+    return family_for(config).layer_options(config, config.supernet.num_classes or CLASSES.get(config.data.name, 10))
 
 
 def _estimate(config, source: str) -> RunEstimate:

@@ -36,7 +36,10 @@ class RunContext:
         return self.config.build_space()
 
     def layer_options(self, num_classes: int) -> dict:
-        return {"width_mult": self.config.supernet.width_mult, "num_classes": num_classes}
+        """The options of the space's latency layer enumeration for the network this run trains."""
+        from supernets.registry import family_for
+
+        return family_for(self.config).layer_options(self.config, num_classes)
 
 
 def stage_data(ctx: RunContext) -> dict:
@@ -336,9 +339,10 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
     from nas.export import export_subnet
     from nas.train import bn_calibration_batches, load_data, load_trained_supernet
     from supernets.bn_calibration import calibrate_bn
-    from supernets.extract import extract
+    from supernets.registry import family_for
 
     model, space, config = load_trained_supernet(ctx.run.root)
+    family = family_for(config)
     data = load_data(config)
     host = next((t for t in config.targets if t.device == HOST_DEVICE), None)
     host_model = None
@@ -357,12 +361,12 @@ def stage_export(ctx: RunContext, only: str | None = None) -> dict:
         if (out / "metrics.json").exists():
             results[subnet_id] = json.loads((out / "metrics.json").read_text())
             continue
-        resolution = space.resolutions[int(arch[0])]
+        resolution = family.input_resolution(space, arch, data.resolution[0])
         batches = bn_calibration_batches(data, resolution, batch_size=config.train.batch_size,
                                          count=config.train.bn_calibration_batches, seed=config.seed)
         saved = nnx.clone(nnx.state(model))
         calibrate_bn(model, jnp.asarray(arch), batches)
-        static = extract(model, jnp.asarray(arch))
+        static = family.extract(model, jnp.asarray(arch))
         nnx.update(model, saved)
         test = data.test.resized(resolution)
         predicted = None if host_model is None else float(host_model.predict(arch)["latency_ms"][0])

@@ -1,4 +1,5 @@
-"""Supernet training: optimizer, sandwich train step with in-place distillation, phases, resumable runs, loading."""
+"""The one supernet trainer (every family): optimizer, train step over several subnets (sandwich rule, in-place
+distillation, masked updates), phases, resumable runs, evaluation with BN calibration, loading."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from nas.config import dump_config, load_config
 from nas.phases import Phase, build_phases, subnets_of_step, subnets_per_step
 from nas.run_dir import MetricsLog, RunDir, open_run
 from search_spaces.errors import UserInputError
+from supernets.registry import family_for, get_supernet, soft_cross_entropy, top1_correct
 
 CHECKPOINT_KIND = "hwnas-supernet-train-v1"
 CHECKPOINT_TREES = ("model", "optimizer")
@@ -30,11 +32,8 @@ METRIC_FIELDS = ("step", "phase", "loss", "lr", "resolution", "subnets", "step_t
 
 
 def create_model(config, space, num_classes: int, in_channels: int = 3):
-    """The OFA MobileNetV3 supernet of `config`, initialised from `config.seed`."""
-    from supernets.ofa_mbv3 import OFAMobileNetV3
-
-    return OFAMobileNetV3(space, width_mult=config.supernet.width_mult, num_classes=num_classes,
-                          in_channels=in_channels, rngs=nnx.Rngs(config.seed))
+    """The supernet of `config` (its family's), initialised from `config.seed`."""
+    return family_for(config).build(config, space, num_classes, in_channels)
 
 
 def decay_mask(params):
@@ -59,7 +58,28 @@ def _transformation(name: str, weight_decay: float, momentum: float) -> optax.Gr
                                optax.sgd(learning_rate, momentum=momentum, nesterov=True))
         return optax.adamw(learning_rate, weight_decay=weight_decay, mask=decay_mask)
 
-    return optax.inject_hyperparams(transform)(learning_rate=0.0)
+    return masked_updates(optax.inject_hyperparams(transform)(learning_rate=0.0))
+
+
+def masked_updates(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """`inner`, and where `update(..., update_mask=M)` gives a mask (booleans broadcastable to each parameter),
+    masked-out entries get no update at all: their parameters and every per-parameter optimizer state (momentum,
+    Adam moments) stay bit-identical, so weight decay and momentum do not move weights a step did not use (SPOS).
+    The state is `inner`'s own (hyperparameters stay at `opt_state.hyperparams`)."""
+
+    def update(updates, state, params=None, *, update_mask=None, **extra):
+        new_updates, new_state = inner.update(updates, state, params, **extra)
+        if update_mask is None:
+            return new_updates, new_state
+        flags = optax.tree_utils.tree_map_params(inner, lambda _, mask: mask, new_state, update_mask,
+                                                 transform_non_params=lambda _: None)
+        new_state = jax.tree.map(lambda mask, new, old: new if mask is None else jnp.where(mask, new, old),
+                                 flags, new_state, state, is_leaf=lambda x: x is None)
+        # -0.0 leaves every parameter bit-identical under p + u, negative zero included
+        new_updates = jax.tree.map(lambda u, mask: jnp.where(mask, u, -0.0), new_updates, update_mask)
+        return new_updates, new_state
+
+    return optax.GradientTransformationExtraArgs(inner.init, update)
 
 
 def reset_optimizer(optimizer: nnx.Optimizer, model) -> None:
@@ -84,8 +104,10 @@ def smoothed_targets(labels: np.ndarray, num_classes: int, label_smoothing: floa
     return jnp.asarray(targets)
 
 
-def soft_cross_entropy(logits, targets):
-    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+def _family_function(model, name: str, default):
+    """The `loss` or `correct` of the model's supernet family; models without one (e.g. test models) classify."""
+    family = getattr(type(model), "family", None)
+    return default if family is None else getattr(get_supernet(family), name)
 
 
 def _is_variable(x) -> bool:
@@ -100,10 +122,12 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
     Subnet 0 learns from `hard`, the (N, classes) label-smoothed one-hot labels; with `distill` the others learn
     from subnet 0's predictions (soft cross-entropy, no gradient into the teacher). The subnets run under one
     `lax.fori_loop` whose trip count and distillation flag are traced values, so one compilation per (image shape,
-    K) serves every subnet, subnet count up to K and phase: training pads `archs` to its largest K. Returns the mean
-    loss over the subnets.
+    K) serves every subnet, subnet count up to K and phase: training pads `archs` to its largest K. A model with
+    `update_mask(archs, valid)` gets no update, momentum or decay outside it. Returns the mean loss over the
+    subnets.
     """
     TRACES["train_step"] += 1
+    loss_of = _family_function(model, "loss", soft_cross_entropy)
     graphdef, params, rest = nnx.as_pure(nnx.split(model, nnx.Param, ...))
     count = archs.shape[0] if count is None else count
 
@@ -116,7 +140,7 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
             subnet = nnx.merge(graphdef, params, rest)
             logits = subnet(images, archs[index], train=True)
             new_rest = nnx.as_pure(nnx.state(subnet, nnx.Not(nnx.Param)))
-            return soft_cross_entropy(logits, targets), (logits, new_rest)
+            return loss_of(logits, targets), (logits, new_rest)
 
         (loss, (logits, rest)), subnet_grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
         teacher = jnp.where(first, jax.nn.softmax(jax.lax.stop_gradient(logits)), teacher)
@@ -128,7 +152,10 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
     nnx.update(model, rest)
     optimizer.opt_state.hyperparams["learning_rate"][...] = lr
     variables = nnx.state(model, nnx.Param)
-    optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable))
+    masks = {}
+    if hasattr(model, "update_mask"):
+        masks["update_mask"] = model.update_mask(archs, jnp.arange(archs.shape[0]) < count)
+    optimizer.update(model, jax.tree.map(lambda v, g: v.replace(g), variables, grads, is_leaf=_is_variable), **masks)
     return loss_sum / count
 
 
@@ -144,8 +171,8 @@ def padded_subnets(archs: np.ndarray, rows: int) -> jnp.ndarray:
 def eval_step(model, images, labels, valid, arch):
     """Number of correct predictions of subnet `arch` among the `valid` rows of a batch (BN in inference mode)."""
     TRACES["eval_step"] += 1
-    logits = model(images, arch, train=False)
-    return jnp.sum((jnp.argmax(logits, axis=-1) == labels) & valid)
+    correct = _family_function(model, "correct", top1_correct)
+    return jnp.sum(correct(model(images, arch, train=False), labels) & valid)
 
 
 def resized_images(images: np.ndarray, resolution: int) -> jnp.ndarray:
@@ -179,7 +206,7 @@ def evaluate_subnet(model, data, space, arch, *, batch_size: int, calibration_ba
     """Accuracy of `arch` with inherited weights after BN calibration; the model's state is left unchanged."""
     from supernets.bn_calibration import calibrate_bn
 
-    resolution = space.resolutions[int(arch[0])]
+    resolution = get_supernet(type(model).family).input_resolution(space, arch, data.resolution[0])
     batches = bn_calibration_batches(data, resolution, batch_size=batch_size, count=calibration_batches, seed=seed)
     saved = nnx.clone(nnx.state(model))
     calibrate_bn(model, jnp.asarray(arch), batches)
@@ -215,10 +242,10 @@ def _load_trees(trees: dict, **targets) -> None:
         nnx.update(target, state)
 
 
-def begin_phase(model, optimizer, phase: Phase) -> None:
-    """Start of a phase: fresh optimizer state; channels re-sorted before the first elastic-expand phase."""
-    if phase.sort_channels:
-        model.sort_channels()
+def begin_phase(model, optimizer, phase: Phase, phases: list[Phase]) -> None:
+    """Start of a phase: the family's (OFA re-sorts channels before the first elastic-expand phase, SPOS splits
+    few-shot), then a fresh optimizer state."""
+    get_supernet(type(model).family).begin_phase(model, phase, phases)
     reset_optimizer(optimizer, model)
 
 
@@ -230,16 +257,14 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
     statistics), optimizer state, step, phase and data position are checkpointed; subnets and resolutions are a
     pure function of (seed, step), so a resumed run ends with the same parameters as an uninterrupted one.
     """
-    if config.space.name != "ofa_mbv3":
-        raise UserInputError(f"space.name = {config.space.name!r}: supernet training supports 'ofa_mbv3' only")
     if max_steps is not None and max_steps < 1:
         raise UserInputError(f"--max-steps must be at least 1, got {max_steps}")
-    space, train = config.build_space(), config.train
+    space, train, family = config.build_space(), config.train, family_for(config)
     data = load_data(config)
     num_classes = num_classes_of(config, data)
     run = open_run(config, dump_config(config), resume=resume)
     stream = data.batches("train", train.batch_size, seed=config.seed, augment=True)
-    phases = build_phases(train, space, stream.num_batches)
+    phases = build_phases(train, space, stream.num_batches, family)
     max_subnets = max(subnets_per_step(phase, train) for phase in phases)
     total = phases[-1].end
     stop = total if max_steps is None else min(total, max_steps)
@@ -268,13 +293,13 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
         if step >= phase.end:
             continue
         if step == phase.start:
-            begin_phase(model, optimizer, phase)
+            begin_phase(model, optimizer, phase, phases)
         bar = tqdm(total=phase.steps, initial=step - phase.start, disable=not progress, unit="step",
                    desc=f"phase {phase.index + 1}/{len(phases)} {phase.name}")
         step_fn = nnx.cached_partial(train_step, model, optimizer)  # no graph traversal of model, optimizer per step
         while step < min(phase.end, stop):
-            resolution_index, archs, distill = subnets_of_step(phase, train, config.seed, step)
-            resolution = space.resolutions[resolution_index]
+            archs, distill = subnets_of_step(phase, train, config.seed, step)
+            resolution = family.input_resolution(space, archs[0], data.resolution[0])
             lr = phase.learning_rate(step)
             batch = next(stream)
             started = time.perf_counter()
@@ -302,8 +327,8 @@ def train_and_evaluate(config, *, resume: bool = False, max_steps: int | None = 
 def _validation_accuracies(model, data, space, phase: Phase, config) -> dict:
     kwargs = dict(batch_size=config.train.batch_size, calibration_batches=config.train.bn_calibration_batches,
                   seed=config.seed)
-    return {"val_acc_largest": evaluate_subnet(model, data, space, phase.largest(), **kwargs),
-            "val_acc_smallest": evaluate_subnet(model, data, space, phase.smallest(), **kwargs)}
+    return {f"val_acc_{name}": evaluate_subnet(model, data, space, arch, **kwargs)
+            for name, arch in phase.probes.items()}
 
 
 def load_trained_supernet(run_dir: str | Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -12,7 +13,7 @@ TRACES = Counter()
 
 @nnx.jit
 def batch_statistics(model, x, arch):
-    """Per BN of `model.batch_norms()`: (batch mean, biased batch variance, active channels), padded to full width.
+    """The batch statistics `model.forward(x, arch, "calibrate")` returns (per BN: batch mean, biased variance).
 
     Normalises with batch statistics as training does; `arch` is traced, so every subnet shares one compilation
     per input shape (counted in TRACES["batch_statistics"]).
@@ -22,25 +23,31 @@ def batch_statistics(model, x, arch):
     return stats
 
 
+def _floating(a) -> bool:
+    return jnp.issubdtype(a.dtype, jnp.floating)
+
+
 def calibrate_bn(model, arch, batches) -> int:
     """Sets the running mean and variance of every BN the subnet `arch` uses to the mean over `batches` of the
-    batch means and batch variances (weighted by batch size); other channels and skipped blocks keep theirs.
+    batch means and batch variances (weighted by batch size), through `model.set_batch_statistics`; other BNs
+    keep theirs.
 
+    `model.forward(x, arch, "calibrate")` returns the batch statistics as any pytree: its floating-point leaves
+    are averaged, other leaves (e.g. active channel counts) are taken as they are.
     `batches` yields input arrays (N, H, W, C) or (inputs, labels) pairs. Returns the number of batches used.
     """
     arch = jnp.asarray(arch, jnp.int32)
-    dtype = model.first_conv_kernel[...].dtype  # inputs in the parameters' precision
+    dtype = jax.tree.leaves(nnx.state(model, nnx.Param))[0].dtype  # inputs in the parameters' precision
     sums, total, used = None, 0, 0
     for batch in batches:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         x = jnp.asarray(x, dtype)
         stats = batch_statistics(model, x, arch)
         n = x.shape[0]
-        weighted = [(mean * n, var * n, count) for mean, var, count in stats]
-        sums = weighted if sums is None else [(a + m, b + v, c) for (a, b, c), (m, v, _) in zip(sums, weighted)]
+        weighted = jax.tree.map(lambda a: a * n if _floating(a) else a, stats)
+        sums = weighted if sums is None else jax.tree.map(lambda s, w: s + w if _floating(w) else w, sums, weighted)
         total, used = total + n, used + 1
     if used == 0:
         raise ValueError("calibrate_bn: no batches given")
-    for bn, (mean, var, count) in zip(model.batch_norms(), sums):
-        bn.set_statistics(mean / total, var / total, count)
+    model.set_batch_statistics(arch, jax.tree.map(lambda s: s / total if _floating(s) else s, sums))
     return used

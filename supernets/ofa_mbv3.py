@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from search_spaces.errors import UserInputError
-from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, FEATURE_DIM, FINAL_EXPAND,
-                                    FIRST_CHANNELS, KERNEL, MAX_DEPTH, NUM_STAGES, STAGES, make_divisible)
+from search_spaces.ofa_mbv3 import (DEFAULT_STAGE_STRIDES, DEPTH, DEPTH_CHOICES, EXPAND, EXPAND_CHOICES, FEATURE_DIM,
+                                    FINAL_EXPAND, FIRST_CHANNELS, KERNEL, KERNEL_CHOICES, MAX_DEPTH, NUM_STAGES,
+                                    RESOLUTION, STAGES, make_divisible)
 from supernets.depthwise import depthwise_conv
 from supernets.elastic import ElasticMBConv, he_fout
 from supernets.elastic_bn import ElasticBatchNorm
+from supernets.extract import extract
 from supernets.pointwise import patch_conv, pointwise
-from supernets.static import hswish, relu
+from supernets.registry import SupernetFamily
+from supernets.static import StaticMobileNetV3, hswish, relu
 
 MODES = ("train", "eval", "calibrate")
 
@@ -41,6 +45,8 @@ class OFAMobileNetV3(nnx.Module):
     is the identity and a deep subnet starts as its shallow part. Trained from scratch on `shapes`, the largest
     subnet (width 0.5, 32 px, AdamW) reaches 43% test accuracy after 250 steps; with scales at 1, 28% after 300.
     """
+
+    family = "ofa"
 
     def __init__(self, space=None, *, width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
                  rngs: nnx.Rngs):
@@ -148,8 +154,72 @@ class OFAMobileNetV3(nnx.Module):
                 bn.update(stat)
         return logits
 
+    def set_batch_statistics(self, arch, stats) -> None:
+        """Running statistics of the BNs `arch` uses <- `stats` (`forward`'s, averaged: BN calibration)."""
+        for bn, (mean, var, count) in zip(self.batch_norms(), stats):
+            bn.set_statistics(mean, var, count)
+
     def sort_channels(self, expand_stage: int = 0):
         """Importance re-sorting of every block's expanded channels (start of an elastic-expand phase)."""
         for block in self.blocks:
             block.sort_channels(expand_stage)
 
+
+
+ELASTIC = (("depth", DEPTH, DEPTH_CHOICES), ("kernel", KERNEL, KERNEL_CHOICES), ("expand", EXPAND, EXPAND_CHOICES))
+
+
+def allowed_choices(space, phase_config) -> np.ndarray:
+    """(D, C) bool mask of the choices a training phase allows: every resolution; the elastic dimensions it lists
+    (kernel, depth, expand), the others at their largest value."""
+    if phase_config.split:
+        raise UserInputError("split applies to the spos family only")
+    mask = np.zeros((space.num_decisions, int(space.sizes.max())), dtype=bool)
+    mask[RESOLUTION, :len(space.resolutions)] = True
+    for key, columns, choices in ELASTIC:
+        given = getattr(phase_config, key)
+        if given is not None and (not given or not set(given) <= set(choices)):
+            raise UserInputError(f"{key} = {given} is not allowed; allowed: a non-empty subset of {list(choices)}")
+        values = set(given) if given is not None else {max(choices)}
+        mask[columns, :len(choices)] = np.isin(choices, sorted(values))
+    return mask
+
+
+def _elastic_expand(phase) -> bool:
+    return bool(phase.allowed[EXPAND].sum(axis=1).max() > 1)
+
+
+def sorts_channels(phase, phases) -> bool:
+    """True for the first phase with an elastic expand ratio: OFA re-sorts channels by importance before it."""
+    return _elastic_expand(phase) and not any(_elastic_expand(p) for p in phases[:phase.index])
+
+
+def begin_phase(model: OFAMobileNetV3, phase, phases) -> None:
+    if sorts_channels(phase, phases):
+        model.sort_channels()
+
+
+def width_mult(config) -> float:
+    return 1.0 if config.supernet.width_mult is None else config.supernet.width_mult
+
+
+def build(config, space, num_classes: int, in_channels: int) -> OFAMobileNetV3:
+    return OFAMobileNetV3(space, width_mult=width_mult(config), num_classes=num_classes,
+                          in_channels=in_channels, rngs=nnx.Rngs(config.seed))
+
+
+def _check(config, source: str) -> None:
+    for key in ("channels", "cells", "split_decision"):
+        if getattr(config.supernet, key) is not None:
+            raise UserInputError(f"{source}: supernet.{key} applies to the spos family, not ofa")
+
+
+FAMILY = SupernetFamily(
+    name="ofa", space="ofa_mbv3", model=OFAMobileNetV3, static_network=StaticMobileNetV3, build=build,
+    allowed_choices=allowed_choices, begin_phase=begin_phase,
+    probes=lambda space, phase: {"largest": phase.largest(), "smallest": phase.smallest()},
+    input_resolution=lambda space, arch, data_resolution: space.resolutions[int(arch[RESOLUTION])],
+    extract=extract,
+    layer_options=lambda config, num_classes: {"width_mult": width_mult(config),
+                                               "num_classes": num_classes},
+    check=_check, resolution_column=RESOLUTION)

@@ -18,7 +18,7 @@ def supernet_payload(model, config, data, *, split: str = "val", batch_size: int
     import jax
     from flax import nnx
 
-    return {"model_config": model.config(), "weights": jax.device_get(nnx.state(model).to_pure_dict()),
+    return {"family": type(model).family, "model_config": model.config(), "weights": jax.device_get(nnx.state(model).to_pure_dict()),
             "config": config.to_dict(), "data": data, "split": split,
             "batch_size": int(batch_size or config.train.batch_size),
             "calibration_batches": int(calibration_batches or config.train.bn_calibration_batches)}
@@ -31,11 +31,11 @@ class SupernetWorker:
         from flax import nnx
 
         from nas.config import config_from_dict
-        from supernets.ofa_mbv3 import OFAMobileNetV3
+        from supernets.registry import get_supernet
 
         self.config = config_from_dict(payload["config"])
         self.space = self.config.build_space()
-        self.model = OFAMobileNetV3.from_config(payload["model_config"], rngs=nnx.Rngs(0))
+        self.model = get_supernet(payload["family"]).model.from_config(payload["model_config"], rngs=nnx.Rngs(0))
         state = nnx.state(self.model)
         nnx.replace_by_pure_dict(state, payload["weights"])
         nnx.update(self.model, state)
