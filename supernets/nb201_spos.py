@@ -19,7 +19,8 @@ from flax import nnx
 
 from search_spaces.errors import UserInputError
 from search_spaces.nb201 import EDGES, NONE, NUM_NODES, OPS
-from supernets.nb201_static import BN_EPS, NUM_STAGES, StaticNB201
+from supernets.nb201_static import BN_EPS, NUM_STAGES, StaticNB201, pool_counts
+from supernets.pointwise import conv_matmul_kernel_grad, xla_conv
 from supernets.registry import SupernetFamily
 
 BN_MOMENTUM = 0.9
@@ -47,17 +48,16 @@ def effective_ops(arch):
 
 
 def _conv(x, kernel, stride: int = 1):
-    k = kernel.shape[0]
-    p = k // 2
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((p, p), (p, p)),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """XLA's convolution; on CPU, stride-1 convolutions take matmul gradients (`conv_matmul_kernel_grad`), which
+    XLA's CPU backend runs far faster inside the `lax.switch` of an edge."""
+    if stride == 1 and jax.default_backend() == "cpu":
+        return conv_matmul_kernel_grad(x, kernel)
+    return xla_conv(x, kernel, stride)
 
 
 def _avg_pool_3x3(x):
     window, strides, pad = (1, 3, 3, 1), (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
-    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
-    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-    return total / jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pad)
+    return jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad) / pool_counts(x.shape[1], x.shape[2])
 
 
 def _batch_norm(z, running, mode: str):
@@ -151,7 +151,7 @@ class NB201Supernet(nnx.Module):
         """Few-shot split: every copy takes copy 0's weights and statistics; from now on each serves its op."""
         if self.split_column is None:
             raise ValueError("NB201Supernet.split: the supernet was built without split_decision")
-        for _, variable in nnx.to_flat_state(nnx.state(self, nnx.Param, nnx.BatchStat)):
+        for _, variable in nnx.to_flat_state(nnx.state(self, nnx.Any(nnx.Param, nnx.BatchStat))):
             value = variable.get_value()
             variable.set_value(jnp.broadcast_to(value[:1], value.shape))
         self.split_flag.set_value(jnp.int32(1))

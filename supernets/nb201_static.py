@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from search_spaces.nb201 import EDGES, NUM_NODES, OPS
@@ -25,12 +26,20 @@ class ReLUConvBN(nnx.Module):
         return self.bn(self.conv(jax.nn.relu(x)))
 
 
+def pool_counts(h: int, w: int) -> np.ndarray:
+    """(1, h, w, 1) float32: how many cells of each 3x3 window (stride 1, padding 1) lie inside the image."""
+    rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
+    cols = np.minimum(np.arange(w) + 1, w - 1) - np.maximum(np.arange(w) - 1, 0) + 1
+    return (rows[:, None] * cols[None, :]).astype(np.float32)[None, :, :, None]
+
+
 def avg_pool_3x3(x):
-    """3x3 average pool, stride 1, padding 1, padded cells not counted (NAS-Bench-201's count_include_pad=False)."""
-    window = dict(window_shape=(3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
-    total = nnx.avg_pool(x, **window) * 9.0
-    ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
-    return total / (nnx.avg_pool(ones, **window) * 9.0)
+    """3x3 average pool, stride 1, padding 1, padded cells not counted (NAS-Bench-201's count_include_pad=False):
+    the window sums of the zero-padded input over a constant count, so the exported graph has one meaning (ONNX
+    AveragePool's own padding rule is not involved)."""
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    total = nnx.avg_pool(padded, window_shape=(3, 3), strides=(1, 1), padding="VALID") * 9.0
+    return total / pool_counts(x.shape[1], x.shape[2])
 
 
 def avg_pool_2x2(x):
