@@ -65,7 +65,8 @@ def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, 
     import jax.numpy as jnp
 
     from nas import train
-    from nas.phases import Phase, allowed_choices
+    from nas.phases import Phase
+    from supernets.ofa_mbv3 import allowed_choices
 
     model = train.create_model(config, space, num_classes, data.channels)
     optimizer = train.create_optimizer(model, config.train)
@@ -73,7 +74,7 @@ def train_from_scratch(config, data, space, arch, steps: int, num_classes: int, 
     stream = data.batches("train", config.train.batch_size, seed=config.seed, augment=True)
     schedule = Phase(0, "scratch", 0, steps, config.train.phases[0].lr,
                      min(round(config.train.warmup_epochs * stream.num_batches), steps - 1),
-                     allowed_choices(space, config.train.phases[0]), False)
+                     allowed_choices(space, config.train.phases[0]), config.train.phases[0])
     resolution = space.resolutions[int(arch[0])]
     for step in range(steps):
         batch = next(stream)
@@ -115,10 +116,12 @@ def scratch_job(seed: int, tiny: bool, epochs: float, subnets: int, index: int) 
     """Trains ladder subnet `index` of `seed` alone for as many steps as the supernet; returns its accuracy."""
     from nas import train
     from nas.phases import build_phases, subnets_per_step
+    from supernets.registry import get_supernet
 
     config = _config(tiny, tempfile.gettempdir(), seed, epochs)
     space, data = config.build_space(), train.load_data(config)
-    phases = build_phases(config.train, space, data.batches("train", config.train.batch_size, seed=seed).num_batches)
+    phases = build_phases(config.train, space, data.batches("train", config.train.batch_size, seed=seed).num_batches,
+                          get_supernet("ofa"))
     steps, rows = phases[-1].end, max(subnets_per_step(phase, config.train) for phase in phases)
     arch = subnet_ladder(space, subnets, seed=1)[index]
     started = time.perf_counter()

@@ -8,7 +8,7 @@ from nas.bundled_configs import EXPERIMENTS_DIR, bundled_names, resolve_config
 from nas.config import load_config
 from search_spaces.errors import UserInputError
 
-SHIPPED = ["nb201_table", "ofa_cifar10", "quickstart", "quickstart_tiny", "tiny_train"]
+SHIPPED = ["nb201_spos", "nb201_spos_tiny", "nb201_table", "ofa_cifar10", "quickstart", "quickstart_tiny", "tiny_train"]
 
 
 def test_the_experiments_ship_inside_the_package():
