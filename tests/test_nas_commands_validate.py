@@ -43,5 +43,6 @@ def test_unknown_name_exits_2_in_one_line():
     out = subprocess.run([sys.executable, "-m", "nas.cli", "validate", "quikstart"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == ("nas validate: error: config 'quikstart' is neither a file nor a bundled "
-                                  "experiment; allowed: a path to an experiment YAML or one of ['nb201_table', "
+                                  "experiment; allowed: a path to an experiment YAML or one of ['nb201_spos', "
+                                  "'nb201_spos_tiny', 'nb201_table', "
                                   "'ofa_cifar10', 'quickstart', 'quickstart_tiny', 'tiny_train']")

@@ -208,3 +208,24 @@ def test_sigkill_then_resume_ends_with_the_uninterrupted_parameters(tmp_path):
     expected, got = params_of(RunDir.of(load_config(whole)).root), params_of(run.root)
     assert jax.tree.all(jax.tree.map(np.array_equal, got, expected))
     assert int(np.asarray(got["split_flag"])) == 1
+
+
+def test_gradients_equal_the_static_networks_for_random_cells():
+    """The supernet's gradient for a cell is the standalone network's: edges, stem and classifier alike."""
+    from search_spaces.nb201 import EDGES
+
+    net = model(seed=2)
+    x = images(seed=4)
+    for cell in SPACE.sample(5, rng=3):
+        arch = jnp.asarray(cell, jnp.int32)
+        static = nnx.view(extract(net, cell), use_running_average=False, raise_if_not_found=False)
+        ours = nnx.grad(lambda m: jnp.sum(jnp.sin(m.forward(x, arch, "train")[0])))(net)
+        theirs = nnx.grad(lambda n: jnp.sum(jnp.sin(n(x))))(static)
+        np.testing.assert_allclose(ours["stem"][...][0], theirs["stem"]["kernel"][...], atol=1e-4)
+        np.testing.assert_allclose(ours["classifier_kernel"][...][0], theirs["classifier"]["kernel"][...], atol=1e-4)
+        ops = static.to_config()["ops"]
+        for j, (to, src) in enumerate(EDGES):
+            if ops[j] in ("nor_conv_1x1", "nor_conv_3x3"):
+                edge = (ours["conv1x1"] if ops[j] == "nor_conv_1x1" else ours["conv3x3"])[0][...][0, 0, j]
+                expected = theirs["stages"][0][0]["convs"][f"edge_{to}_{src}"]["conv"]["kernel"][...]
+                np.testing.assert_allclose(edge.reshape(expected.shape), expected, atol=1e-4)
