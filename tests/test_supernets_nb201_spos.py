@@ -229,3 +229,20 @@ def test_gradients_equal_the_static_networks_for_random_cells():
                 edge = (ours["conv1x1"] if ops[j] == "nor_conv_1x1" else ours["conv3x3"])[0][...][0, 0, j]
                 expected = theirs["stages"][0][0]["convs"][f"edge_{to}_{src}"]["conv"]["kernel"][...]
                 np.testing.assert_allclose(edge.reshape(expected.shape), expected, atol=1e-4)
+
+
+def test_each_step_changes_exactly_the_convolutions_its_cell_takes_edge_by_edge():
+    from supernets.nb201_spos import effective_ops
+
+    net = model(seed=4)
+    optimizer = sgd(net)
+    for cell in SPACE.sample(4, rng=7):
+        before = pure(nnx.state(net, nnx.Param))
+        step(net, optimizer, cell, lr=0.01)
+        after = pure(nnx.state(net, nnx.Param))
+        ops = np.asarray(effective_ops(jnp.asarray(cell, jnp.int32)))
+        for name, op in (("conv1x1", CONV_1X1), ("conv3x3", CONV_3X3)):
+            for stage in range(3):
+                changed = [bool((before[name][stage][0, :, j] != after[name][stage][0, :, j]).any())
+                           for j in range(6)]
+                assert changed == [bool(o == op) for o in ops], (SPACE.to_string(cell), name, stage)
