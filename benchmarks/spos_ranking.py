@@ -114,7 +114,8 @@ def main() -> None:
         for seed in range(args.seeds):
             for kind, few in (("one-shot", False), ("few-shot", True)):
                 config = config_from_dict(experiment(args, seed, runs_dir, few), source="spos_ranking")
-                one_shot = config if not few else one_shot
+                if not few:
+                    one_shot = config
                 summary = train.train_and_evaluate(config, progress=False)
                 model, space, _ = train.load_trained_supernet(summary["run_dir"])
                 data = train.load_data(config)

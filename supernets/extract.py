@@ -40,17 +40,18 @@ def subnet_config(model, arch) -> dict:
             "classifier": {"name": "Classifier", "in_features": model.feature_dim, "out_features": model.num_classes}}
 
 
-def _set(variable: nnx.Variable, value) -> None:
+def set_variable(variable: nnx.Variable, value) -> None:
+    """Sets an (abstract or concrete) variable from a host array of the same size, reshaped to its shape."""
     variable.set_value(jnp.asarray(np.reshape(value, variable.get_value().shape)))
 
 
 def _set_bn(bn: nnx.BatchNorm, arrays: dict, c: int):
     for name in ("scale", "bias", "mean", "var"):
-        _set(getattr(bn, name), arrays[name][:c])
+        set_variable(getattr(bn, name), arrays[name][:c])
 
 
 def _set_conv(layer, kernel, bn_arrays=None):
-    _set(layer.conv.kernel, kernel)
+    set_variable(layer.conv.kernel, kernel)
     if bn_arrays is not None:
         _set_bn(layer.bn, bn_arrays, layer.out_channels)
 
@@ -66,10 +67,10 @@ def _copy_block(static_block, block, expand_index: int, kernel: int):
     _set_conv(static_block.depthwise, w["depthwise_kernel"], p["depthwise_bn"])
     if block.se:
         se = static_block.squeeze_excite
-        _set(se.reduce.kernel, w["se_reduce_kernel"])
-        _set(se.reduce.bias, w["se_reduce_bias"])
-        _set(se.expand.kernel, w["se_expand_kernel"])
-        _set(se.expand.bias, w["se_expand_bias"])
+        set_variable(se.reduce.kernel, w["se_reduce_kernel"])
+        set_variable(se.reduce.bias, w["se_reduce_bias"])
+        set_variable(se.expand.kernel, w["se_expand_kernel"])
+        set_variable(se.expand.bias, w["se_expand_bias"])
     _set_conv(static_block.project, w["project_kernel"], p["project_bn"])
 
 
@@ -95,11 +96,16 @@ def extract(model, arch) -> StaticMobileNetV3:
                         int(KERNEL_CHOICES[arch[KERNEL.start + i]]))
     _set_conv(net.final_expand, _host(model.final_expand_kernel[...]), _host(model.final_expand_bn.arrays()))
     _set_conv(net.feature_mix, _host(model.feature_mix_kernel[...]))
-    _set(net.classifier.linear.kernel, _host(model.classifier_kernel[...]))
-    _set(net.classifier.linear.bias, _host(model.classifier_bias[...]))
+    set_variable(net.classifier.linear.kernel, _host(model.classifier_kernel[...]))
+    set_variable(net.classifier.linear.bias, _host(model.classifier_bias[...]))
+    assert_all_set(net)
+    return net
+
+
+def assert_all_set(net: nnx.Module) -> None:
+    """Raises if a variable of `net` (built with `nnx.eval_shape`) was left abstract by an extraction."""
     unset = [jax.tree_util.keystr(path) for path, leaf in
              jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(net)))
              if isinstance(leaf, jax.ShapeDtypeStruct)]
     if unset:
         raise AssertionError(f"extract: variables left unset: {unset}")
-    return net

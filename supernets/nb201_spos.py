@@ -21,12 +21,13 @@ from search_spaces.errors import UserInputError
 from search_spaces.nb201 import EDGES, NONE, NUM_NODES, OPS
 from supernets.nb201_static import BN_EPS, NUM_STAGES, StaticNB201, pool_counts
 from supernets.pointwise import conv_matmul_kernel_grad, xla_conv
+from supernets.extract import assert_all_set
+from supernets.extract import set_variable
 from supernets.registry import SupernetFamily
 
 BN_MOMENTUM = 0.9
 MODES = ("train", "eval", "calibrate")
 CONV_1X1, CONV_3X3 = OPS.index("nor_conv_1x1"), OPS.index("nor_conv_3x3")
-_SKIP, _POOL = OPS.index("skip_connect"), OPS.index("avg_pool_3x3")
 
 
 class SplitFlag(nnx.Variable):
@@ -280,15 +281,11 @@ def subnet_config(model: NB201Supernet, arch) -> dict:
             "cells": model.cells, "num_classes": model.num_classes, "ops": [OPS[int(o)] for o in ops]}
 
 
-def _set(variable: nnx.Variable, value) -> None:
-    variable.set_value(jnp.asarray(np.reshape(value, variable.get_value().shape)))
-
-
 def _set_bn(bn: nnx.BatchNorm, mean, var) -> None:
-    _set(bn.mean, mean)
-    _set(bn.var, var)
-    _set(bn.scale, np.ones_like(mean))
-    _set(bn.bias, np.zeros_like(mean))
+    set_variable(bn.mean, mean)
+    set_variable(bn.var, var)
+    set_variable(bn.scale, np.ones_like(mean))
+    set_variable(bn.bias, np.zeros_like(mean))
 
 
 def extract(model: NB201Supernet, arch) -> StaticNB201:
@@ -299,7 +296,7 @@ def extract(model: NB201Supernet, arch) -> StaticNB201:
     copy = int(model.copy_of(jnp.asarray(arch, jnp.int32)))
     host = lambda v: np.asarray(v[...])[copy]
     net = nnx.eval_shape(lambda: StaticNB201(config, rngs=nnx.Rngs(0)))
-    _set(net.stem.kernel, host(model.stem))
+    set_variable(net.stem.kernel, host(model.stem))
     _set_bn(net.stem_bn, host(model.stem_mean), host(model.stem_var))
     for stage, cells in enumerate(net.stages):
         conv1, conv3 = host(model.conv1x1[stage]), host(model.conv3x3[stage])
@@ -310,24 +307,20 @@ def extract(model: NB201Supernet, arch) -> StaticNB201:
                 if op in ("nor_conv_1x1", "nor_conv_3x3"):
                     slot = 0 if op == "nor_conv_1x1" else 1
                     layer = cell.convs[f"edge_{to}_{src}"]
-                    _set(layer.conv.kernel, (conv1 if slot == 0 else conv3)[i, j])
+                    set_variable(layer.conv.kernel, (conv1 if slot == 0 else conv3)[i, j])
                     _set_bn(layer.bn, mean[i, j, slot], var[i, j, slot])
         if stage < len(net.reductions):
             block = net.reductions[stage]
             rmean, rvar = host(model.reduce_mean[stage]), host(model.reduce_var[stage])
-            _set(block.conv_a.conv.kernel, host(model.reduce_a[stage]))
+            set_variable(block.conv_a.conv.kernel, host(model.reduce_a[stage]))
             _set_bn(block.conv_a.bn, rmean[0], rvar[0])
-            _set(block.conv_b.conv.kernel, host(model.reduce_b[stage]))
+            set_variable(block.conv_b.conv.kernel, host(model.reduce_b[stage]))
             _set_bn(block.conv_b.bn, rmean[1], rvar[1])
-            _set(block.shortcut.kernel, host(model.shortcut[stage]))
+            set_variable(block.shortcut.kernel, host(model.shortcut[stage]))
     _set_bn(net.last_bn, host(model.last_mean), host(model.last_var))
-    _set(net.classifier.kernel, host(model.classifier_kernel))
-    _set(net.classifier.bias, host(model.classifier_bias))
-    unset = [jax.tree_util.keystr(path) for path, leaf in
-             jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(nnx.state(net)))
-             if isinstance(leaf, jax.ShapeDtypeStruct)]
-    if unset:
-        raise AssertionError(f"extract: variables left unset: {unset}")
+    set_variable(net.classifier.kernel, host(model.classifier_kernel))
+    set_variable(net.classifier.bias, host(model.classifier_bias))
+    assert_all_set(net)
     return net
 
 

@@ -18,7 +18,8 @@ def supernet_payload(model, config, data, *, split: str = "val", batch_size: int
     import jax
     from flax import nnx
 
-    return {"family": type(model).family, "model_config": model.config(), "weights": jax.device_get(nnx.state(model).to_pure_dict()),
+    return {"family": type(model).family, "model_config": model.config(),
+            "weights": jax.device_get(nnx.state(model).to_pure_dict()),
             "config": config.to_dict(), "data": data, "split": split,
             "batch_size": int(batch_size or config.train.batch_size),
             "calibration_batches": int(calibration_batches or config.train.bn_calibration_batches)}
