@@ -148,7 +148,10 @@ def train_step(model, optimizer, images, hard, archs, lr, distill, count=None):
         return rest, teacher, grads, loss_sum + loss
 
     init = (rest, jnp.zeros_like(hard), jax.tree.map(jnp.zeros_like, params), jnp.float32(0.0))
-    rest, _, grads, loss_sum = jax.lax.fori_loop(0, count, one_subnet, init)
+    if archs.shape[0] == 1:  # one subnet per step: no loop, which costs XLA's CPU backend as much as the gradient
+        rest, _, grads, loss_sum = one_subnet(0, init)
+    else:
+        rest, _, grads, loss_sum = jax.lax.fori_loop(0, count, one_subnet, init)
     nnx.update(model, rest)
     optimizer.opt_state.hyperparams["learning_rate"][...] = lr
     variables = nnx.state(model, nnx.Param)

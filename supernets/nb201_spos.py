@@ -20,7 +20,7 @@ from flax import nnx
 from search_spaces.errors import UserInputError
 from search_spaces.nb201 import EDGES, NONE, NUM_NODES, OPS
 from supernets.nb201_static import BN_EPS, NUM_STAGES, StaticNB201, pool_counts
-from supernets.pointwise import conv_matmul_kernel_grad, xla_conv
+from supernets.pointwise import conv_forward_grads, xla_conv
 from supernets.extract import assert_all_set
 from supernets.extract import set_variable
 from supernets.registry import SupernetFamily
@@ -49,10 +49,10 @@ def effective_ops(arch):
 
 
 def _conv(x, kernel, stride: int = 1):
-    """XLA's convolution; on CPU, stride-1 convolutions take matmul gradients (`conv_matmul_kernel_grad`), which
-    XLA's CPU backend runs far faster inside the `lax.switch` of an edge."""
+    """XLA's convolution; on CPU, stride-1 convolutions take gradients written as forward convolutions
+    (`conv_forward_grads`), which XLA's CPU backend runs far faster inside the `lax.switch` of an edge."""
     if stride == 1 and jax.default_backend() == "cpu":
-        return conv_matmul_kernel_grad(x, kernel)
+        return conv_forward_grads(x, kernel)
     return xla_conv(x, kernel, stride)
 
 
@@ -74,6 +74,73 @@ def _batch_norm(z, running, mode: str):
 
 def _relu_conv_bn(x, kernel, running, mode, stride: int = 1):
     return _batch_norm(_conv(jax.nn.relu(x), kernel, stride), running, mode)
+
+
+def _edge_forward(op, x, kernel_1x1, kernel_3x3):
+    """Training-mode edge: (y, (mean, var), z) of operation `op` (traced), z the convolution's output before its
+    BN for the convolutions (zeros, and zero statistics, for the other operations)."""
+    zeros = jnp.zeros(x.shape[-1], x.dtype)
+
+    def convolution(kernel):
+        def run(x):
+            z = _conv(jax.nn.relu(x), kernel)
+            y, stats = _batch_norm(z, None, "train")
+            return y, stats, z
+        return run
+
+    def plain(fn):
+        return lambda x: (fn(x), (zeros, zeros), jnp.zeros_like(x))
+
+    branches = [plain(jnp.zeros_like), plain(lambda x: x), convolution(kernel_1x1), convolution(kernel_3x3),
+                plain(_avg_pool_3x3)]
+    return jax.lax.switch(op, branches, x)
+
+
+@jax.custom_vjp
+def train_edge(op, x, kernel_1x1, kernel_3x3):
+    """(y, (mean, var)): the training-mode edge with operation `op` (traced) and its BN's batch statistics.
+
+    Its derivative is written by hand (tested against autodiff): the residuals are the edge's input and the
+    convolution's output whatever the operation, where differentiating `lax.switch` keeps every branch's residuals
+    (zero-filled for the branches not taken), which on CPU cost each edge as much as a small convolution. The
+    statistics feed running averages only: no gradient flows back through them."""
+    y, stats, _ = _edge_forward(op, x, kernel_1x1, kernel_3x3)
+    return y, stats
+
+
+def _train_edge_forward(op, x, kernel_1x1, kernel_3x3):
+    y, stats, z = _edge_forward(op, x, kernel_1x1, kernel_3x3)
+    return (y, stats), (op, x, z, stats, kernel_1x1, kernel_3x3)
+
+
+def _train_edge_backward(residuals, cotangents):
+    op, x, z, (mean, var), kernel_1x1, kernel_3x3 = residuals
+    dy = cotangents[0]
+    zero_1x1, zero_3x3 = jnp.zeros_like(kernel_1x1), jnp.zeros_like(kernel_3x3)
+
+    def convolution_grads(kernel, dy):
+        rstd = jax.lax.rsqrt(var + BN_EPS)
+        normalized = (z - mean) * rstd
+        axes = (0, 1, 2)
+        dz = rstd * (dy - jnp.mean(dy, axis=axes) - normalized * jnp.mean(dy * normalized, axis=axes))
+        _, conv_vjp = jax.vjp(_conv, jax.nn.relu(x), kernel)
+        d_activation, d_kernel = conv_vjp(dz)
+        return jnp.where(x > 0, d_activation, 0.0), d_kernel
+
+    def conv_1x1(dy):
+        dx, d_kernel = convolution_grads(kernel_1x1, dy)
+        return dx, d_kernel, zero_3x3
+
+    def conv_3x3(dy):
+        dx, d_kernel = convolution_grads(kernel_3x3, dy)
+        return dx, zero_1x1, d_kernel
+
+    branches = [lambda dy: (jnp.zeros_like(dy), zero_1x1, zero_3x3), lambda dy: (dy, zero_1x1, zero_3x3),
+                conv_1x1, conv_3x3, lambda dy: (jax.vjp(_avg_pool_3x3, x)[1](dy)[0], zero_1x1, zero_3x3)]
+    return (None, *jax.lax.switch(op, branches, dy))
+
+
+train_edge.defvjp(_train_edge_forward, _train_edge_backward)
 
 
 def _he(rngs, shape, fan_out):
@@ -183,11 +250,14 @@ class NB201Supernet(nnx.Module):
         return logits, (None if mode == "eval" else stats)
 
     def _stage(self, stage: int, h, ops, copy, mode: str):
-        """The stage's cells under one `lax.scan` (one trace per stage). Returns (h, (mean, var) each (N, 6, C))."""
+        """The stage's cells, unrolled (XLA's CPU backend ran them under `lax.scan` about 15 ms a cell slower per
+        step; compiling takes longer). Returns (h, (mean, var) each (N, 6, C))."""
         xs = (self.conv1x1[stage][...][copy], self.conv3x3[stage][...][copy], self.cell_mean[stage][...][copy],
               self.cell_var[stage][...][copy])
 
         def edge(j, x, conv1, conv3, mean, var):
+            if mode == "train":
+                return train_edge(ops[j], x, conv1[j], conv3[j])
             zero_stats = (jnp.zeros(x.shape[-1], x.dtype), jnp.zeros(x.shape[-1], x.dtype))
 
             def conv_branch(kernel, slot):
@@ -213,7 +283,11 @@ class NB201Supernet(nnx.Module):
                 nodes.append(total)
             return nodes[-1], (jnp.stack(means), jnp.stack(vars_))
 
-        h, stats = jax.lax.scan(cell, h, xs)
+        per_cell = []
+        for i in range(self.cells):
+            h, cell_stats = cell(h, jax.tree.map(lambda a: a[i], xs))
+            per_cell.append(cell_stats)
+        stats = jax.tree.map(lambda *a: jnp.stack(a), *per_cell)
         return h, (None if mode == "eval" else stats)
 
     def _write_statistics(self, arch, stats, momentum: float) -> None:

@@ -23,7 +23,7 @@ from supernets import bn_calibration
 from supernets.bn_calibration import calibrate_bn
 from supernets.nb201_spos import CONV_1X1, CONV_3X3, NB201Supernet, extract
 from supernets.nb201_static import StaticNB201
-from supernets.pointwise import conv_matmul_kernel_grad, xla_conv
+from supernets.pointwise import conv_forward_grads, xla_conv
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "nas" / "experiments" / "nb201_spos_tiny.yaml"
@@ -147,16 +147,33 @@ def test_onnx_runtime_matches_the_extracted_cell(tmp_path):
     assert np.abs(ours - theirs).max() <= 1e-4 * max(1.0, np.abs(ours).max())
 
 
-def test_matmul_kernel_gradient_convolution_matches_autodiff():
+def test_forward_convolution_gradients_match_autodiff():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, 7, 9, 3)), jnp.float32)
     for k in (1, 3):
         kernel = jnp.asarray(rng.normal(size=(k, k, 3, 4)), jnp.float32)
         loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
-        ours = jax.grad(loss(conv_matmul_kernel_grad), argnums=(0, 1))(x, kernel)
+        ours = jax.grad(loss(conv_forward_grads), argnums=(0, 1))(x, kernel)
         reference = jax.grad(loss(xla_conv), argnums=(0, 1))(x, kernel)
         for a, b in zip(ours, reference):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_training_edge_gradients_match_autodiff_for_every_operation():
+    """`train_edge`'s hand-written derivative against autodiff through `lax.switch`, operation by operation."""
+    from supernets.nb201_spos import _edge_forward, train_edge
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(3, 6, 5, 4)), jnp.float32)
+    k1, k3 = (jnp.asarray(rng.normal(size=(k, k, 4, 4)), jnp.float32) for k in (1, 3))
+    weights = jnp.asarray(rng.normal(size=(3, 6, 5, 4)), jnp.float32)
+    for op in range(len(OPS)):
+        loss = lambda edge: lambda x, k1, k3: jnp.sum(jnp.sin(edge(jnp.int32(op), x, k1, k3)[0]) * weights)
+        ours = jax.grad(loss(train_edge), argnums=(0, 1, 2))(x, k1, k3)
+        reference = jax.grad(loss(_edge_forward), argnums=(0, 1, 2))(x, k1, k3)
+        for a, b in zip(ours, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=OPS[op])
+        assert np.abs(np.asarray(ours[0])).max() > 0 or OPS[op] == "none"
 
 
 def test_model_config_round_trips_through_json():
