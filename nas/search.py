@@ -287,7 +287,7 @@ class TargetSearch:
         """Hypervolume of the feasible front; reference: a latency-like objective's bound, else 10% beyond the
         worst feasible value of the first generation that had any (fixed from then on, kept across resume)."""
         front = self.front()
-        if len(self.target.objectives) > 3 or len(front["arch"]) == 0:
+        if len(front["arch"]) == 0:
             return None
         points = self.minimised(front)
         if self.hv_ref is None:

@@ -27,6 +27,14 @@ def test_valid_config_fills_defaults_and_round_trips(tmp_path):
     assert load_config(again) == config
 
 
+def test_search_takes_any_number_of_objectives_each_once():
+    objectives = ["accuracy:max", "latency_ms:min", "energy_mj:min", "params:min", "flops:min"]
+    config = config_from_dict({**VALID, "search": {"objectives": objectives}}, source="exp.yaml")
+    assert config.search.objectives == objectives
+    with pytest.raises(UserInputError, match="each once"):
+        config_from_dict({**VALID, "search": {"objectives": objectives + ["params:min"]}}, source="exp.yaml")
+
+
 @pytest.mark.parametrize("patch, fragment", [
     ({"trian": {}}, "unknown key trian; allowed keys at top level"),
     ({"train": {"batch_size": 0}}, "train.batch_size = 0 is out of range; allowed: >= 1"),

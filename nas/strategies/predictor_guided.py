@@ -40,9 +40,6 @@ class PredictorGuided(Strategy):
 
     def __init__(self, space, objectives, **kwargs):
         super().__init__(space, objectives, **kwargs)
-        if len(self.objectives) > 3:
-            raise UserInputError(f"strategy 'predictor': exact hypervolume acquisition supports 1 to 3 objectives, "
-                                 f"got {[o.name for o in self.objectives]}; use 'nsga2' for more")
         names = [o.name for o in self.objectives] + [c.metric for c in self.constraints]
         self.modelled = tuple(dict.fromkeys(n for n in names if n not in self.cheap_names))
         self.proxy = self._pick_proxy(self.options["proxy"])
