@@ -9,6 +9,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from nas.schema import Section, field, parse_section
+from nas.strategies import DEFAULT_STRATEGY
 from search_spaces import get_space
 from search_spaces.errors import UserInputError
 
@@ -138,7 +139,7 @@ class TargetConfig(Section):
 @dataclasses.dataclass
 class SearchConfig(Section):
     strategy: Literal["evolution", "nsga2", "predictor", "random", "optuna-nsga2", "optuna-tpe"] = field(
-        "evolution", doc="search strategy (see `nas search --help`)")
+        DEFAULT_STRATEGY, doc="search strategy (see `nas search --help`)")
     objectives: list[str] = field(default_factory=lambda: ["accuracy:max", "latency_ms:min"],
                                   doc="NAME:max|min; supernet runs: accuracy:max first, then any of latency_ms, "
                                   "energy_mj (the target's device), params, macs, flops")

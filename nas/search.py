@@ -16,7 +16,7 @@ import numpy as np
 from nas.evaluators import CheapMetrics, ExpensiveCache, build_evaluator, cheap_metrics_for
 from nas.pareto import hypervolume, pareto_mask
 from nas.search_files import PARETO, History, read_state, write_state, write_table
-from nas.strategies import Constraint, Objective, get_strategy
+from nas.strategies import DEFAULT_STRATEGY, Constraint, Objective, get_strategy
 from search_spaces.errors import UserInputError
 
 _OBJECTIVE = re.compile(r"^\s*([A-Za-z_][\w.@-]*)\s*:\s*(max|min)\s*$")
@@ -353,7 +353,7 @@ def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progre
 
 
 def run_multi_target_search(space, evaluator, targets: Sequence[Target], *, out, budget: int,
-                            strategy: str = "evolution", seed: int = 0, population: int = 32,
+                            strategy: str = DEFAULT_STRATEGY, seed: int = 0, population: int = 32,
                             resume: bool = False, strategy_options: dict | None = None, free_columns=(),
                             latency_model: str = "lut", latency_paths: dict | None = None,
                             layer_options: dict | None = None, ray_address: str | None = None,

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from nas.commands import SEED, bounded
+from nas.strategies import DEFAULT_STRATEGY
 
 STRATEGIES = ("evolution", "nsga2", "predictor", "random", "optuna-nsga2", "optuna-tpe")
 
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="the device plain latency_ms / energy_mj refer to")
     p.add_argument("--target", action="append", default=[], metavar="DEVICE:MS[,MS...]",
                    help="repeatable: one search per device and latency budget, written to OUT/<device>@<ms>ms")
-    p.add_argument("--strategy", default="evolution", choices=STRATEGIES)
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES)
     p.add_argument("--budget", type=bounded(int, ge=1, le=1_000_000), required=True,
                    help="expensive evaluations per target")
     p.add_argument("--population", type=bounded(int, ge=2, le=100_000), default=32, help="architectures per generation")

@@ -17,6 +17,9 @@ _STRATEGIES: dict[str, str] = {
 }
 
 
+DEFAULT_STRATEGY = "evolution"  # of `nas search` and `nas run`; chosen on benchmarks/search_suite.py's tune half
+
+
 def register_strategy(name: str, target, *, overwrite: bool = False) -> None:
     """Makes `get_strategy(name)` return `target`: a Strategy subclass or a "module:Class" path."""
     if name in _STRATEGIES and not overwrite:
@@ -39,4 +42,4 @@ def get_strategy(name: str) -> type[Strategy]:
     return target
 
 
-__all__ = ["Constraint", "Objective", "Strategy", "get_strategy", "list_strategies", "register_strategy"]
+__all__ = ["DEFAULT_STRATEGY", "Constraint", "Objective", "Strategy", "get_strategy", "list_strategies", "register_strategy"]
