@@ -136,14 +136,14 @@ def run_one(job) -> dict:
     from nas.strategies import get_strategy
     from search_spaces import get_space
 
-    problem, path, strategy_name, seed, budgets, batch = job
+    problem, path, strategy_name, seed, budgets, batch, options = job
     space = get_space("nb201")
     objectives = objectives_of(Path(path))
     table = TableEvaluator(space, path, metrics=[o.name for o in objectives])
     ref, best_volume = reference_and_volume(table, objectives)
     noise = PROBLEMS[problem][3] * float(np.ptp(table._values["accuracy"]))
     rng = np.random.default_rng(1000 + seed)
-    strategy = get_strategy(strategy_name)(space, objectives, seed=seed)
+    strategy = get_strategy(strategy_name)(space, objectives, seed=seed, **options.get(strategy_name, {}))
     gaps, started, asks = {}, time.perf_counter(), 0
     while table.num_queried < max(budgets) and asks < 10 * max(budgets):
         archs = strategy.ask(min(batch, max(budgets) - table.num_queried))
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     parser.add_argument("--budgets", default="100,300")
     parser.add_argument("--batch", type=int, default=10, help="cells per ask")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help='strategy options as JSON, e.g. \'{"predictor": {"optimism": 0.5}}\'')
     parser.add_argument("--out", type=Path, default=None, help="write every run's gaps as JSON")
     args = parser.parse_args(argv)
     space = get_space("nb201")
@@ -190,7 +192,7 @@ def main(argv=None) -> int:
                 print(f"{name}: skipped, {SHARED_TABLE} is absent")
             else:
                 paths[name] = str(path)
-        jobs = [(p, paths[p], s, seed, budgets, args.batch) for p in paths for s in strategies
+        jobs = [(p, paths[p], s, seed, budgets, args.batch, args.options) for p in paths for s in strategies
                 for seed in range(args.seeds)]
         print(f"{len(paths)} problems x {len(strategies)} strategies x {args.seeds} seeds = {len(jobs)} runs, "
               f"{args.jobs} processes; default strategy: {DEFAULT_STRATEGY}", flush=True)

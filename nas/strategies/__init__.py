@@ -17,7 +17,7 @@ _STRATEGIES: dict[str, str] = {
 }
 
 
-DEFAULT_STRATEGY = "evolution"  # of `nas search` and `nas run`; chosen on benchmarks/search_suite.py's tune half
+DEFAULT_STRATEGY = "predictor"  # of `nas search` and `nas run`; chosen on benchmarks/search_suite.py's tune half
 
 
 def register_strategy(name: str, target, *, overwrite: bool = False) -> None:
@@ -42,4 +42,5 @@ def get_strategy(name: str) -> type[Strategy]:
     return target
 
 
-__all__ = ["DEFAULT_STRATEGY", "Constraint", "Objective", "Strategy", "get_strategy", "list_strategies", "register_strategy"]
+__all__ = ["DEFAULT_STRATEGY", "Constraint", "Objective", "Strategy", "get_strategy", "list_strategies",
+           "register_strategy"]
