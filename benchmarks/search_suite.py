@@ -204,8 +204,13 @@ def main(argv=None) -> int:
     print(f"{'problem':34s}" + "".join(f"{s + ' @' + str(b):>18s}" for s in strategies for b in budgets))
     for p in paths:
         print(f"{p:34s}" + "".join(f"{medians[p, s, b]:18.3f}" for s in strategies for b in budgets))
-    print(f"{'suite median':34s}" + "".join(f"{np.median([medians[p, s, b] for p in paths]):18.3f}"
-                                           for s in strategies for b in budgets))
+    for half in ("tune", "report"):
+        members = [p for p in paths if PROBLEMS[p][0] == half]
+        if members and len(members) < len(paths):
+            print(f"{'median, ' + half + ' half':34s}" + "".join(
+                f"{np.median([medians[p, s, b] for p in members]):18.3f}" for s in strategies for b in budgets))
+    print(f"{'median, whole suite':34s}" + "".join(f"{np.median([medians[p, s, b] for p in paths]):18.3f}"
+                                                  for s in strategies for b in budgets))
     ours = strategies[0]
     losses = [(p, s, b) for p in paths for s in strategies[1:] for b in budgets
               if medians[p, s, b] <= medians[p, ours, b]]
