@@ -7,6 +7,12 @@ evaluations) against roofline latency and energy models of real devices. Every o
 querying the table (no cheap metrics). Gap = 1 - HV / HV* of the distinct queried cells' true values, reference
 point: each objective's median (accuracy) or 90th percentile (costs) over all cells, HV* over all cells.
 
+With `--ofa-run RUN_DIR` (a finished `nas run` or `nas train` directory of an `ofa` supernet, such as
+runs/quickstart) the suite adds `ofa-surrogate/pixel-7` to the report half: `--ofa-samples` random subnets are
+evaluated by the supernet, a gradient-boosting surrogate (scikit-learn, fitted on them; its held-out Spearman is
+printed) answers accuracy, the Pixel 7 roofline model latency; its space is too large to enumerate, so HV* is the
+front of 100,000 random subnets and every run's queries, and the reference point comes from those random subnets.
+
 The problems come in two halves: `tune` (defaults are chosen there) and `report` (figures are quoted there). Every
 strategy and baseline runs in this process on the same problems and seeds; printed per problem: the median gap
 over seeds per strategy at each budget, then the suite median per strategy and whether the default strategy beats
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_pi5_onnx_cifar100.csv"
+OFA = "ofa-surrogate/pixel-7"
 BASELINES = ("random", "nsga2", "optuna-nsga2", "optuna-tpe")
 # name: (half, accuracy source, cost columns, evaluation noise as a fraction of the accuracy's spread)
 PROBLEMS = {
@@ -129,40 +136,104 @@ def reference_and_volume(table, objectives) -> tuple[np.ndarray, float]:
     return ref, hypervolume(values[rows], ref)
 
 
-def run_one(job) -> dict:
-    """One strategy on one problem and seed: the gap after each budget, and the wall time."""
+class OfaSurrogate:
+    """The `ofa-surrogate/pixel-7` problem: a surrogate of the supernet's accuracy, and roofline latency."""
+
+    objectives_spec = (("accuracy", "max"), ("latency_ms", "min"))
+
+    def __init__(self, run_dir: str, samples: int):
+        from scipy.stats import spearmanr
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        from nas.evaluators.supernet import SupernetEvaluator
+        from nas.train import load_trained_supernet
+        from supernets.registry import family_for
+
+        _, self.space, config = load_trained_supernet(run_dir)
+        self.layer_options = family_for(config).layer_options(config, 10)
+        archs = self.space.sample(samples, 0)
+        evaluator = SupernetEvaluator(self.space, run_dir, num_actors=0)
+        accuracy = evaluator.evaluate(archs)["accuracy"]
+        evaluator.close()
+        features = self.space.features(archs)
+        half = samples // 2
+        check = HistGradientBoostingRegressor(random_state=0).fit(features[:half], accuracy[:half])
+        self.held_out_spearman = float(spearmanr(check.predict(features[half:]), accuracy[half:]).statistic)
+        self.model = HistGradientBoostingRegressor(random_state=0).fit(features, accuracy)
+
+    def evaluate(self, archs) -> dict[str, np.ndarray]:
+        from latency_models import build_cost_model
+
+        if not hasattr(self, "_latency"):
+            self._latency = build_cost_model(self.space, "pixel-7", "roofline", layer_options=self.layer_options)
+        return {"accuracy": self.model.predict(self.space.features(archs)),
+                "latency_ms": np.asarray(self._latency.predict(archs)["latency_ms"], np.float64)}
+
+    def objectives(self):
+        from nas.strategies import Objective
+
+        return [Objective(name, direction) for name, direction in self.objectives_spec]
+
+
+def table_problem(path: str):
+    """(space, objectives, evaluate, distinct-query counter) of a table problem."""
     from nas.evaluators.table import TableEvaluator
-    from nas.pareto import hypervolume
-    from nas.strategies import get_strategy
     from search_spaces import get_space
 
-    problem, path, strategy_name, seed, budgets, batch, options = job
     space = get_space("nb201")
     objectives = objectives_of(Path(path))
     table = TableEvaluator(space, path, metrics=[o.name for o in objectives])
-    ref, best_volume = reference_and_volume(table, objectives)
-    noise = PROBLEMS[problem][3] * float(np.ptp(table._values["accuracy"]))
+    return space, objectives, table
+
+
+def run_one(job) -> dict:
+    """One strategy on one problem and seed: the true (minimised) values of the distinct queried cells after each
+    budget, and the wall time."""
+    from nas.strategies import get_strategy
+
+    problem, source, strategy_name, seed, budgets, batch, options = job
+    if isinstance(source, OfaSurrogate):
+        space, objectives, evaluate = source.space, source.objectives(), source.evaluate
+        noise = 0.0
+    else:
+        space, objectives, table = table_problem(source)
+        evaluate = table.evaluate
+        noise = PROBLEMS[problem][3] * float(np.ptp(table._values["accuracy"]))
     rng = np.random.default_rng(1000 + seed)
     strategy = get_strategy(strategy_name)(space, objectives, seed=seed, **options.get(strategy_name, {}))
-    gaps, started, asks = {}, time.perf_counter(), 0
-    while table.num_queried < max(budgets) and asks < 10 * max(budgets):
-        archs = strategy.ask(min(batch, max(budgets) - table.num_queried))
+    seen, points, started, asks = {}, {}, time.perf_counter(), 0
+    while len(seen) < max(budgets) and asks < 10 * max(budgets):
+        archs = strategy.ask(min(batch, max(budgets) - len(seen)))
         asks += 1
         if len(archs) == 0:
             break
-        truth = table.evaluate(archs)
-        seen = dict(truth, accuracy=truth["accuracy"] + noise * rng.normal(size=len(archs)))
-        strategy.tell(archs, seen)
+        truth = evaluate(archs)
+        strategy.tell(archs, dict(truth, accuracy=truth["accuracy"] + noise * rng.normal(size=len(archs))))
+        values = np.stack([o.sign * truth[o.name] for o in objectives], axis=1)
+        for key, value in zip(space.hash(space.canonical(archs)).tolist(), values):
+            seen.setdefault(key, value)
         for budget in budgets:
-            if budget not in gaps and table.num_queried >= budget:
-                rows = table.rows(strategy.archs)
-                points = np.stack([o.sign * table._values[o.name][rows] for o in objectives], axis=1)
-                gaps[budget] = 1.0 - hypervolume(points, ref) / best_volume
-    return {"problem": problem, "strategy": strategy_name, "seed": seed, "gaps": gaps,
+            if budget not in points and len(seen) >= budget:
+                points[budget] = np.array(list(seen.values()))
+    return {"problem": problem, "strategy": strategy_name, "seed": seed, "points": points,
             "seconds": time.perf_counter() - started}
 
 
+def ofa_reference(problem: OfaSurrogate, results: list[dict]) -> tuple[np.ndarray, float]:
+    """Reference point from 100,000 random subnets; HV* of the front of those and of every run's queries."""
+    from nas.pareto import hypervolume, pareto_mask
+
+    objectives = problem.objectives()
+    truth = problem.evaluate(problem.space.sample(100_000, 1))
+    values = np.stack([o.sign * truth[o.name] for o in objectives], axis=1)
+    ref = np.array([np.median(values[:, i]) if o.name == "accuracy" else np.quantile(values[:, i], 0.9)
+                    for i, o in enumerate(objectives)])
+    union = np.vstack([values, *[p for r in results for p in r["points"].values()]])
+    return ref, hypervolume(union[pareto_mask(union)], ref)
+
+
 def main(argv=None) -> int:
+    from nas.pareto import hypervolume
     from nas.strategies import DEFAULT_STRATEGY
     from search_spaces import get_space
 
@@ -176,6 +247,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one process each")
     parser.add_argument("--options", type=json.loads, default={},
                         help='strategy options as JSON, e.g. \'{"predictor": {"optimism": 0.5}}\'')
+    parser.add_argument("--ofa-run", type=Path, default=None, help="an ofa run directory: adds " + OFA)
+    parser.add_argument("--ofa-samples", type=int, default=300, help="supernet evaluations the surrogate learns")
     parser.add_argument("--out", type=Path, default=None, help="write every run's gaps as JSON")
     args = parser.parse_args(argv)
     space = get_space("nb201")
@@ -184,20 +257,36 @@ def main(argv=None) -> int:
     strategies = args.strategies.split(",") if args.strategies else [DEFAULT_STRATEGY, *BASELINES]
     budgets = [int(b) for b in args.budgets.split(",")]
     started = time.perf_counter()
+    halves = {name: PROBLEMS[name][0] for name in names}
     with tempfile.TemporaryDirectory() as folder:
-        paths = {}
+        sources = {}
         for name in names:
             path = write_problem(space, name, Path(folder))
             if path is None:
                 print(f"{name}: skipped, {SHARED_TABLE} is absent")
             else:
-                paths[name] = str(path)
-        jobs = [(p, paths[p], s, seed, budgets, args.batch, args.options) for p in paths for s in strategies
+                sources[name] = str(path)
+        if args.ofa_run:
+            sources[OFA] = OfaSurrogate(str(args.ofa_run), args.ofa_samples)
+            halves[OFA] = "report"
+            print(f"{OFA}: surrogate of {args.ofa_samples} supernet evaluations of {args.ofa_run}, held-out "
+                  f"Spearman {sources[OFA].held_out_spearman:.3f}", flush=True)
+        jobs = [(p, sources[p], s, seed, budgets, args.batch, args.options) for p in sources for s in strategies
                 for seed in range(args.seeds)]
-        print(f"{len(paths)} problems x {len(strategies)} strategies x {args.seeds} seeds = {len(jobs)} runs, "
+        print(f"{len(sources)} problems x {len(strategies)} strategies x {args.seeds} seeds = {len(jobs)} runs, "
               f"{args.jobs} processes; default strategy: {DEFAULT_STRATEGY}", flush=True)
         with ProcessPoolExecutor(args.jobs) as pool:
             results = list(pool.map(run_one, jobs))
+        for p, source in sources.items():
+            if isinstance(source, OfaSurrogate):
+                ref, best = ofa_reference(source, [r for r in results if r["problem"] == p])
+            else:
+                _, objectives, table = table_problem(source)
+                ref, best = reference_and_volume(table, objectives)
+            for r in results:
+                if r["problem"] == p:
+                    r["gaps"] = {b: 1.0 - hypervolume(r["points"][b], ref) / best for b in budgets}
+    paths = list(sources)
     medians = {(p, s, b): float(np.median([r["gaps"][b] for r in results if r["problem"] == p and r["strategy"] == s]))
                for p in paths for s in strategies for b in budgets}
     print(f"\nmedian hypervolume gap over {args.seeds} seeds ({time.perf_counter() - started:.0f} s)")
@@ -205,7 +294,7 @@ def main(argv=None) -> int:
     for p in paths:
         print(f"{p:34s}" + "".join(f"{medians[p, s, b]:18.3f}" for s in strategies for b in budgets))
     for half in ("tune", "report"):
-        members = [p for p in paths if PROBLEMS[p][0] == half]
+        members = [p for p in paths if halves[p] == half]
         if members and len(members) < len(paths):
             print(f"{'median, ' + half + ' half':34s}" + "".join(
                 f"{np.median([medians[p, s, b] for p in members]):18.3f}" for s in strategies for b in budgets))
@@ -218,7 +307,7 @@ def main(argv=None) -> int:
           + "".join(f"\n  not on {p} @{b}: {s} {medians[p, s, b]:.3f} <= {medians[p, ours, b]:.3f}"
                     for p, s, b in losses))
     if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+        args.out.write_text(json.dumps([{k: v for k, v in r.items() if k != "points"} for r in results], indent=1))
     return 0
 
 
