@@ -150,6 +150,9 @@ class SearchConfig(Section):
                                            "default: each strategy's own (0.1, or 1/decisions for the NSGA-IIs)")
     num_actors: Optional[int] = field(None, ge=1, le=4096, doc="Ray actors for the supernet evaluator (default: "
                                       "CPUs)")
+    asynchronous: bool = field(False, doc="evaluate on the Ray actors without a barrier per generation (strategies "
+                               "other than optuna-*); a resumed search then repeats no evaluation but need not "
+                               "reproduce the uninterrupted front")
     storage: Optional[str] = field(None, doc="Optuna storage URL of optuna-* strategies (default: SQLite under the "
                                    "run's search directory)")
     evaluator: Optional[str] = field(None, doc="table:PATH to search a measured table instead of the supernet "

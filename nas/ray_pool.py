@@ -3,6 +3,7 @@ restartable actors sharing one payload."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import hashlib
@@ -329,6 +330,7 @@ class ActorPool:
         cores = math.ceil(num_cpus_per_actor) if pin_cpus else 0
         scope = hashlib.sha1(ray.get_runtime_context().gcs_address.encode()).hexdigest()[:12]
         self.actors = [remote_worker.remote(factory, cores, scope) for _ in range(self.num_actors)]
+        self._queue, self._tickets, self._free, self._running = collections.deque(), 0, list(self.actors), {}
 
     def pids(self) -> list[int]:
         """The current process id of every actor (waits until all are up)."""
@@ -368,6 +370,33 @@ class ActorPool:
             results[index] = ray.get(done)
             idle.append(actor)
         return results
+
+    def submit(self, method: str, item: Any) -> int:
+        """Queues `target.method(item)` for the next free actor; returns its ticket for `completed`. (Not to be
+        mixed with a `map` running at the same time.)"""
+        self._tickets += 1
+        self._queue.append((self._tickets, method, item))
+        return self._tickets
+
+    def completed(self) -> list[tuple[int, Any]]:
+        """Starts queued calls on free actors, waits until at least one call finishes and returns every finished
+        (ticket, result); an actor takes its next call as soon as it is free, whatever the others do."""
+        import ray
+
+        while self._queue and self._free:
+            ticket, method, item = self._queue.popleft()
+            actor = self._free.pop()
+            self._running[actor.call.remote(self._boxed_payload, method, item)] = (ticket, actor)
+        if not self._running:
+            return []
+        ray.wait(list(self._running), num_returns=1)
+        done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+        finished = []
+        for ref in done:
+            ticket, actor = self._running.pop(ref)
+            finished.append((ticket, ray.get(ref)))
+            self._free.append(actor)
+        return finished
 
     def close(self) -> None:
         import ray

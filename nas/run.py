@@ -282,7 +282,7 @@ def stage_search(ctx: RunContext) -> dict:
         strategy=s.strategy, seed=ctx.config.seed, population=s.population, resume=out.exists(),
         strategy_options=s.strategy_options(), latency_model=latency_kind(ctx),
         latency_paths=latency_paths(ctx), layer_options=ctx.layer_options(num_classes), ray_address=ctx.ray_address,
-        num_actors=s.num_actors, progress=ctx.progress)
+        num_actors=s.num_actors, progress=ctx.progress, asynchronous=s.asynchronous)
     return {"evaluations": int(result.expensive_evaluations), "targets": sorted(result.targets)}
 
 

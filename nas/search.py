@@ -220,9 +220,10 @@ class TargetSearch:
         return {c: np.concatenate([rows[c], self.orphans[c]]) if self.orphans else rows[c]
                 for c in ("hash", *self.expensive_metrics)}
 
-    def ask(self) -> np.ndarray:
-        archs = self.strategy.ask(min(self.population, self.budget - self.num_told)) if not self.done else \
-            np.zeros((0, self.space.num_decisions), self.space.dtype)
+    def ask(self, n: int | None = None) -> np.ndarray:
+        """Up to `n` (default: a population, within the budget) new architectures; none once done."""
+        n = min(self.population, self.budget - self.num_told) if n is None else n
+        archs = self.strategy.ask(n) if not self.done else np.zeros((0, self.space.num_decisions), self.space.dtype)
         if len(archs) == 0:
             self.exhausted = True
         return archs
@@ -328,9 +329,13 @@ def _update_bar(bar, search: TargetSearch, cache: ExpensiveCache, told: int) -> 
     bar.update(told)
 
 
-def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progress: bool = True) -> None:
+def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progress: bool = True,
+          asynchronous: bool = False) -> None:
     """Generation by generation: every unfinished target asks, the union of what is not cached yet is evaluated
-    in one batch (each distinct architecture once), each target is told its part."""
+    in one batch (each distinct architecture once), each target is told its part. With `asynchronous`, an
+    evaluator that can (Ray actors) and strategies that allow it run `drive_async` instead."""
+    if asynchronous and getattr(evaluator, "asynchronous", False) and all(s.strategy.asynchronous for s in searches):
+        return drive_async(searches, evaluator, cache, progress)
     bars = _progress(searches, progress)
     try:
         while True:
@@ -352,19 +357,66 @@ def drive(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progre
             bar.close()
 
 
+def drive_async(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, progress: bool = True) -> None:
+    """Without a barrier per generation: each target keeps up to a population of its asks pending; an evaluation
+    is told, the moment it finishes, to every target that asked for it, and those targets ask again at once. A
+    slow evaluation holds one worker and one slot, while the other workers go on. Each distinct architecture is
+    evaluated once; what the cache holds is told at once."""
+    bars = _progress(searches, progress)
+    space = searches[0].space
+    tickets: dict[int, int] = {}
+    waiting: dict[int, tuple[np.ndarray, list[int]]] = {}
+    pending = [0] * len(searches)
+    try:
+        while True:
+            for i, search in enumerate(searches):
+                room = min(search.population, search.budget - search.num_told) - pending[i]
+                archs = search.ask(room) if room > 0 and not search.done else np.zeros((0, space.num_decisions), space.dtype)
+                hashes = space.hash(archs) if len(archs) else np.zeros(0, np.uint64)
+                known = np.array([int(k) in cache for k in hashes.tolist()], dtype=bool)
+                if known.any():
+                    search.tell(archs[known], hashes[known], cache.lookup(hashes[known]), np.ones(known.sum(), bool))
+                    _update_bar(bars[i], search, cache, int(known.sum()))
+                for arch, key in zip(archs[~known], hashes[~known].tolist()):
+                    if key in waiting:
+                        waiting[key][1].append(i)
+                    else:
+                        waiting[key] = (arch, [i])
+                        tickets[evaluator.submit(arch)] = key
+                    pending[i] += 1
+            if not tickets:
+                return
+            for ticket, metrics in evaluator.completed():
+                key = tickets.pop(ticket)
+                arch, asked_by = waiting.pop(key)
+                values = {m: np.array([metrics[m]], np.float64) for m in cache.metrics}
+                cache.store(np.array([key], np.uint64), values)
+                cache.num_evaluated += 1
+                for i in asked_by:
+                    searches[i].tell(arch[None], np.array([key], np.uint64), values, np.zeros(1, bool))
+                    pending[i] -= 1
+                    _update_bar(bars[i], searches[i], cache, 1)
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def run_multi_target_search(space, evaluator, targets: Sequence[Target], *, out, budget: int,
                             strategy: str = DEFAULT_STRATEGY, seed: int = 0, population: int = 32,
                             resume: bool = False, strategy_options: dict | None = None, free_columns=(),
                             latency_model: str = "lut", latency_paths: dict | None = None,
                             layer_options: dict | None = None, ray_address: str | None = None,
-                            num_actors: int | None = None, progress: bool = True, flat: bool = False
-                            ) -> SearchResult:
+                            num_actors: int | None = None, progress: bool = True, flat: bool = False,
+                            asynchronous: bool = False) -> SearchResult:
     """Searches every target, writing `out/<target>/`; expensive results are shared between the targets through
     one cache keyed by canonical hash, so an architecture two targets ask for is evaluated once.
 
     `evaluator` is an evaluator object or a spec `table:PATH` / `supernet:RUN_DIR`. Each target gets `budget`
     evaluations. With `resume`, `out` must hold an earlier search; otherwise `out` must not exist. `flat` writes
-    a single target's files into `out` itself."""
+    a single target's files into `out` itself. `asynchronous` evaluates without a barrier per generation where
+    the evaluator and strategy allow it (`drive_async`): faster on busy or uneven workers, but which evaluation
+    finishes first depends on timing, so a resumed search repeats no evaluation yet need not reproduce the
+    uninterrupted search's front (the generation-by-generation default does)."""
     out = Path(out)
     _check_out(out, resume)
     targets = list(targets)
@@ -378,7 +430,7 @@ def run_multi_target_search(space, evaluator, targets: Sequence[Target], *, out,
                                     free_columns=free_columns, ray_address=ray_address, num_actors=num_actors)
     try:
         return _run(space, evaluator, targets, out, budget, strategy, seed, population, resume,
-                    strategy_options or {}, latency_model, latency_paths, layer_options, progress, flat)
+                    strategy_options or {}, latency_model, latency_paths, layer_options, progress, flat, asynchronous)
     finally:
         if owned:
             evaluator.close()
@@ -393,7 +445,7 @@ def _check_out(out: Path, resume: bool) -> None:
 
 
 def _run(space, evaluator, targets, out, budget, strategy, seed, population, resume, strategy_options,
-         latency_model, latency_paths, layer_options, progress, flat) -> SearchResult:
+         latency_model, latency_paths, layer_options, progress, flat, asynchronous) -> SearchResult:
     free = [evaluator.columns_view()] if getattr(evaluator, "cheap_columns", ()) else []
     searches = []
     for target in targets:
@@ -421,7 +473,7 @@ def _run(space, evaluator, targets, out, budget, strategy, seed, population, res
     for run in runs:
         known = run.known()
         cache.store(known["hash"], known)
-    drive(runs, evaluator, cache, progress)
+    drive(runs, evaluator, cache, progress, asynchronous)
     results = {r.target.name: SearchResult(r.out, r.history(), r.front()) for r in runs}
     if flat:
         only = results[targets[0].name]

@@ -145,6 +145,20 @@ def test_killed_actor_process_loses_no_task(pool, payload):
     assert_one_core_each(pool)  # the restarted actor took the core its killed process held
 
 
+def test_submitted_calls_finish_on_free_actors_while_one_is_slow(pool, payload):
+    slow = pool.submit("slow_predict", np.full((1, 3), 9, np.float32))
+    fast = {pool.submit("predict", np.full((1, 3), i, np.float32)): i for i in range(6)}
+    order, results = [], {}
+    while len(order) < 7:
+        for ticket, result in pool.completed():
+            order.append(ticket)
+            results[ticket] = result
+    assert order[-1] == slow, "the other actor should finish every quick call during the slow one"
+    for ticket, i in fast.items():
+        np.testing.assert_allclose(results[ticket], reference(payload["weights"], np.full((1, 3), i)), rtol=1e-5)
+    assert pool.completed() == []
+
+
 class PooledEvaluator:
     """An expensive evaluator whose `accuracy` the cluster's actors compute with the tiny JAX model."""
 

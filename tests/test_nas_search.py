@@ -294,3 +294,57 @@ def test_crash_between_history_and_state_neither_diverges_nor_records_twice(tabl
     assert resumed.num_queried == 16, "the rows written before the crash are not evaluated again"
     if strategy.startswith("optuna"):
         assert recorded_archs(tmp_path / "killed") == recorded_archs(tmp_path / "straight")
+
+
+class QueuedTable(CountingTable):
+    """An asynchronous evaluator over the table: `completed` finishes the oldest queued evaluation, except the very
+    first one submitted, which finishes only when nothing else is queued (a slow worker)."""
+
+    asynchronous = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.queue, self.log, self.tickets = [], [], 0
+
+    def submit(self, arch):
+        self.tickets += 1
+        self.queue.append((self.tickets, arch))
+        self.log.append(("submit", self.tickets))
+        return self.tickets
+
+    def completed(self):
+        slow = [item for item in self.queue if item[0] == 1]
+        ready = [item for item in self.queue if item[0] != 1] or slow
+        ticket, arch = ready[0]
+        self.queue.remove(ready[0])
+        self.log.append(("done", ticket))
+        return [(ticket, {m: float(v[0]) for m, v in self.evaluate(arch[None]).items()})]
+
+
+def test_asynchronous_evaluations_have_no_barrier_per_generation(table, tmp_path):
+    space = tiny_space()
+    targets = [Target(f"lat{b}", ("accuracy:max", "latency_ms:min"), (f"latency_ms<={b}",)) for b in (6, 9)]
+    evaluator = QueuedTable(space, table, cheap_columns=("latency_ms",))
+    result = run_multi_target_search(space, evaluator, targets, out=tmp_path / "async", budget=30, population=6,
+                                     strategy="predictor", strategy_options={"initial": 8}, progress=False,
+                                     asynchronous=True)
+    slow_done = evaluator.log.index(("done", 1))
+    submitted_meanwhile = sum(1 for event, _ in evaluator.log[:slow_done] if event == "submit")
+    assert submitted_meanwhile > 2 * 6, "later asks should go out while the first evaluation is still running"
+    evaluated = [arch for call in evaluator.calls for arch in call]
+    assert len(evaluated) == len(set(evaluated)) == result.expensive_evaluations
+    lookup = TableEvaluator(space, table)
+    for target in targets:
+        rows = read_rows(tmp_path / "async" / target.name / "history.csv")
+        assert len(rows) == 30
+        truth = lookup.evaluate(space.parse([r["arch"] for r in rows]))["accuracy"]
+        assert [float(r["accuracy"]) for r in rows] == pytest.approx(truth)
+
+
+def test_a_strategy_that_cannot_ask_ahead_runs_generation_by_generation(table, tmp_path):
+    space = tiny_space()
+    evaluator = QueuedTable(space, table, cheap_columns=("latency_ms",))
+    search(space, evaluator, tmp_path / "tpe", budget=12, population=6, strategy="optuna-tpe", asynchronous=True)
+    assert evaluator.log == [] and sum(len(call) for call in evaluator.calls) == 12
+    search(space, evaluator, tmp_path / "default", budget=12, population=6)
+    assert evaluator.log == [], "without asynchronous, generation by generation (exact resume)"

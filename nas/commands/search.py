@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting one (supernet evaluator)")
     p.add_argument("--num-actors", type=bounded(int, ge=1, le=4096),
                    help="Ray actors for the supernet evaluator (default: cluster CPUs)")
+    p.add_argument("--asynchronous", action="store_true",
+                   help="supernet evaluator: keep every Ray actor busy, no barrier per generation (not optuna-*); "
+                   "a resumed search then need not reproduce the uninterrupted front")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite under OUT)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -150,7 +153,7 @@ def run(args) -> int:
         free_columns=[c for c in args.free_columns.split(",") if c], latency_model=args.latency_model,
         latency_paths={**run_paths, **_latency_paths(args)}, layer_options=layer_options,
         ray_address=args.ray_address, num_actors=args.num_actors,
-        progress=not args.no_progress, flat=not args.target)
+        progress=not args.no_progress, flat=not args.target, asynchronous=args.asynchronous)
     print(f"{result.expensive_evaluations} expensive evaluations this session; results in {result.out}")
     for target, (name, found) in zip(targets, result.targets.items()):
         best = target.objectives[0]

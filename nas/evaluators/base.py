@@ -8,7 +8,11 @@ import numpy as np
 
 
 class Evaluator(Protocol):
-    """Maps an (N, D) batch of architectures to named (N,) float64 metric arrays."""
+    """Maps an (N, D) batch of architectures to named (N,) float64 metric arrays.
+
+    An evaluator whose `asynchronous` is true also has `submit(arch) -> ticket` (one architecture, queued) and
+    `completed() -> [(ticket, {metric: float})]` (waits for at least one finished evaluation while any is queued
+    or running), so a search can keep every worker busy without a barrier per generation."""
 
     metrics: tuple[str, ...]
 

@@ -119,6 +119,17 @@ class SupernetEvaluator:
         results = self._pool.map("evaluate", [archs[i:i + 1] for i in range(len(archs))])
         return {"accuracy": np.asarray([r[0] for r in results], np.float64)}
 
+    @property
+    def asynchronous(self) -> bool:
+        """True with Ray actors: `submit` and `completed` evaluate without waiting for a whole batch."""
+        return self._pool is not None
+
+    def submit(self, arch) -> int:
+        return self._pool.submit("evaluate", self.space.validate(np.asarray(arch).reshape(1, -1)))
+
+    def completed(self) -> list[tuple[int, dict[str, float]]]:
+        return [(ticket, {"accuracy": float(result[0])}) for ticket, result in self._pool.completed()]
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()

@@ -93,6 +93,7 @@ class Strategy:
 
     name = "base"
     defaults: dict = {}
+    asynchronous = True  # ask may come again before earlier asks are told (never re-asks what is pending)
 
     def __init__(self, space: Space, objectives, *, constraints=(), cheap_metrics: CheapMetrics | None = None,
                  seed: int = 0, **options):

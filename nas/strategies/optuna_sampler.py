@@ -30,6 +30,7 @@ class OptunaStrategy(Strategy):
 
     name = "optuna"
     uses_storage = True
+    asynchronous = False  # an ask closes the trials of earlier asks not told yet
     defaults = {"storage": None, "study_name": "hwnas", "population_size": 32, "max_tries": 10}
 
     def __init__(self, space, objectives, **kwargs):
