@@ -239,7 +239,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--half", choices=("tune", "report", "all"), default="report")
-    parser.add_argument("--problems", default=None, help="comma-separated names (default: the half's)")
+    parser.add_argument("--problems", default=None, help="comma-separated names (default: the half's; '' for none, e.g. with --ofa-run)")
     parser.add_argument("--strategies", default=None, help=f"default: the default strategy and {','.join(BASELINES)}")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budgets", default="100,300")
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write every run's gaps as JSON")
     args = parser.parse_args(argv)
     space = get_space("nb201")
-    names = (args.problems.split(",") if args.problems else
+    names = ([n for n in args.problems.split(",") if n] if args.problems is not None else
              [n for n, (half, *_) in PROBLEMS.items() if args.half in ("all", half)])
     strategies = args.strategies.split(",") if args.strategies else [DEFAULT_STRATEGY, *BASELINES]
     budgets = [int(b) for b in args.budgets.split(",")]
