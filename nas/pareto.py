@@ -9,6 +9,7 @@ import numpy as np
 
 from search_spaces.errors import UserInputError
 
+
 def _as_points(points) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     if p.ndim == 1:

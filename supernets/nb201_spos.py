@@ -76,22 +76,24 @@ def _relu_conv_bn(x, kernel, running, mode, stride: int = 1):
     return _batch_norm(_conv(jax.nn.relu(x), kernel, stride), running, mode)
 
 
-def _edge_forward(op, x, kernel_1x1, kernel_3x3):
-    """Training-mode edge: (y, (mean, var), z) of operation `op` (traced), z the convolution's output before its
-    BN for the convolutions (zeros, and zero statistics, for the other operations)."""
+def _edge_forward(op, x, kernel_1x1, kernel_3x3, running=None, mode: str = "train"):
+    """(y, (mean, var), z) of operation `op` (traced) on an edge: z is the convolution's output before its BN for
+    the convolutions (zeros for the other operations); (mean, var) the BN's batch statistics in 'train' and
+    'calibrate' modes, zeros otherwise. `running` = (mean, var), each (2, C) for the 1x1 and 3x3 slots, serves
+    'eval'."""
     zeros = jnp.zeros(x.shape[-1], x.dtype)
 
-    def convolution(kernel):
+    def convolution(kernel, slot):
         def run(x):
             z = _conv(jax.nn.relu(x), kernel)
-            y, stats = _batch_norm(z, None, "train")
-            return y, stats, z
+            y, stats = _batch_norm(z, None if running is None else (running[0][slot], running[1][slot]), mode)
+            return y, (zeros, zeros) if stats is None else stats, z
         return run
 
     def plain(fn):
         return lambda x: (fn(x), (zeros, zeros), jnp.zeros_like(x))
 
-    branches = [plain(jnp.zeros_like), plain(lambda x: x), convolution(kernel_1x1), convolution(kernel_3x3),
+    branches = [plain(jnp.zeros_like), plain(lambda x: x), convolution(kernel_1x1, 0), convolution(kernel_3x3, 1),
                 plain(_avg_pool_3x3)]
     return jax.lax.switch(op, branches, x)
 
@@ -258,17 +260,8 @@ class NB201Supernet(nnx.Module):
         def edge(j, x, conv1, conv3, mean, var):
             if mode == "train":
                 return train_edge(ops[j], x, conv1[j], conv3[j])
-            zero_stats = (jnp.zeros(x.shape[-1], x.dtype), jnp.zeros(x.shape[-1], x.dtype))
-
-            def conv_branch(kernel, slot):
-                def run(x):
-                    y, s = _relu_conv_bn(x, kernel, (mean[slot], var[slot]), mode)
-                    return y, (zero_stats if s is None else s)
-                return run
-
-            branches = [lambda x: (jnp.zeros_like(x), zero_stats), lambda x: (x, zero_stats),
-                        conv_branch(conv1[j], 0), conv_branch(conv3[j], 1), lambda x: (_avg_pool_3x3(x), zero_stats)]
-            return jax.lax.switch(ops[j], branches, x)
+            y, stats, _ = _edge_forward(ops[j], x, conv1[j], conv3[j], (mean, var), mode)
+            return y, stats
 
         def cell(x, weights):
             conv1, conv3, mean, var = weights
