@@ -390,8 +390,7 @@ def drive_async(searches: list[TargetSearch], evaluator, cache: ExpensiveCache, 
                 key = tickets.pop(ticket)
                 arch, asked_by = waiting.pop(key)
                 values = {m: np.array([metrics[m]], np.float64) for m in cache.metrics}
-                cache.store(np.array([key], np.uint64), values)
-                cache.num_evaluated += 1
+                cache.add_evaluated(np.array([key], np.uint64), values)
                 for i in asked_by:
                     searches[i].tell(arch[None], np.array([key], np.uint64), values, np.zeros(1, bool))
                     pending[i] -= 1

@@ -62,6 +62,11 @@ class ExpensiveCache:
         for key, row in zip(np.asarray(hashes, np.uint64).tolist(), values):
             self._rows[int(key)] = row
 
+    def add_evaluated(self, hashes: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+        """Stores what the evaluator just computed and counts it in `num_evaluated`."""
+        self.store(hashes, metrics)
+        self.num_evaluated += len(hashes)
+
     def lookup(self, hashes: np.ndarray) -> dict[str, np.ndarray]:
         values = np.stack([self._rows[int(k)] for k in np.asarray(hashes, np.uint64).tolist()]) if len(hashes) \
             else np.zeros((0, len(self.metrics)))
@@ -74,8 +79,7 @@ class ExpensiveCache:
         _, first = np.unique(hashes, return_index=True)
         todo = np.sort(first[~known[first]])
         if todo.size:
-            self.store(hashes[todo], evaluator.evaluate(archs[todo]))
-            self.num_evaluated += int(todo.size)
+            self.add_evaluated(hashes[todo], evaluator.evaluate(archs[todo]))
         cached = np.ones(len(hashes), dtype=bool)
         cached[todo] = False
         return self.lookup(hashes), cached
